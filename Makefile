@@ -1,0 +1,59 @@
+# The course's two set-up commands are `make lab` and `make test`; each creates the
+# pinned environment in .venv first when it is missing or out of date.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.8
+NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
+export UV_COMPILE_BYTECODE := 1
+
+.PHONY: help env lab test unit nbtest browser-deps notebooks bench lock clean
+
+help:
+	@echo "make lab        open the course in JupyterLab (creates .venv first)"
+	@echo "make test       unit tests + every notebook under nbval in smoke mode"
+	@echo "make notebooks  execute all notebooks in full mode, in place, refreshing figures/"
+	@echo "make bench      run benchmarks/ (results go in BENCHMARKS.md by hand)"
+	@echo "make lock       re-resolve requirements.in into requirements.lock"
+
+env: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@touch $@
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/00_setup_and_tour.ipynb
+
+# Everything CI runs. VAE_SMOKE=1 shrinks training so the series runs in minutes.
+test: $(STAMP) browser-deps
+	VAE_SMOKE=1 $(BIN)/python -m pytest -q tests
+	VAE_SMOKE=1 $(BIN)/python -m pytest -q $(NBVAL) notebooks
+
+unit: $(STAMP)
+	VAE_SMOKE=1 $(BIN)/python -m pytest -q tests -m "not browser"
+
+nbtest: $(STAMP)
+	VAE_SMOKE=1 $(BIN)/python -m pytest -q $(NBVAL) notebooks
+
+# Debian's chromium for the real-browser test (root installs it; otherwise that
+# test skips and says why).
+browser-deps:
+	@bash scripts/install_chromium.sh
+
+notebooks: $(STAMP)
+	VAE_SMOKE=0 $(BIN)/python scripts/run_notebooks.py notebooks/*.ipynb
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+lock:
+	uv pip compile -q --python-version 3.11 --no-header --no-annotate requirements.in -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,13 @@
+"""vae_core: the models, objectives, training and plots of the VAE course.
+
+One module per concern, each readable top to bottom:
+  config      smoke/full mode and the device report
+  data        MNIST loading, checksums, dynamic binarization
+  models      encoders, decoders, VAE / autoencoder (Flax Linen)
+  objectives  log-likelihoods, KL, ELBO, importance-weighted bound, schedules
+  train       one jitted lax.scan per epoch, history, NaN checks
+  evaluate    test ELBO, log p(x) by importance sampling, active units, encode/decode
+  checkpoint  atomic checkpoints and the model cache
+  plots       image grids, training curves, latent scatters
+"""
+__version__ = "0.1.0"

@@ -1,0 +1,274 @@
+"""MNIST for the course: loading, verification and dynamic binarization.
+
+Where the images come from, in this order:
+
+1. a local ``mnist.npz`` given as ``load_mnist(path=...)`` (a file or its folder);
+2. a local copy in the folder named by the environment variable ``VAE_DATA_DIR``;
+3. the cache a previous download left in the TFDS data folder
+   (``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``);
+4. a download of the MNIST files through tensorflow-datasets' download manager
+   (the same files and checksums as TFDS's ``mnist`` builder), cached for next time.
+
+Every array is checked against known SHA-256 sums, so a truncated or altered file
+is named instead of silently training on it. With no local copy and no network the
+loader fails within seconds with a message that says how to fix it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import os
+import socket
+import tempfile
+import threading
+from pathlib import Path
+
+import jax
+import numpy as np
+
+DATA_DIR_ENV = "VAE_DATA_DIR"
+FILENAME = "mnist.npz"
+IMAGE_SHAPE = (28, 28)
+N_PIXELS = 28 * 28
+
+# SHA-256 of each uint8 array's raw C-order bytes (``hashlib.sha256(a.tobytes())``).
+SHA256 = {
+    "x_train": "741c988805d008ac6e4c904b69001ba184c24b2c540a4ef403f4c71b676cf757",
+    "y_train": "1feba77c54802fa5339a11837ea4b2866434b83314ec45192930f1df69120c13",
+    "x_test": "6d87418db22cc8025d05968bec9bd5c3932904b23485740db143a061a2c9d161",
+    "y_test": "ddeff807876a9661a1110d45c266c86239a3a1b7d37da0c3716a7a683c852ff5",
+}
+SHAPES = {
+    "x_train": (60000, 28, 28),
+    "y_train": (60000,),
+    "x_test": (10000, 28, 28),
+    "y_test": (10000,),
+}
+# The files TFDS's mnist builder downloads (tensorflow_datasets/image_classification/mnist.py).
+IDX_FILES = {
+    "x_train": "train-images-idx3-ubyte.gz",
+    "y_train": "train-labels-idx1-ubyte.gz",
+    "x_test": "t10k-images-idx3-ubyte.gz",
+    "y_test": "t10k-labels-idx1-ubyte.gz",
+}
+NETWORK_CHECK_SECONDS = 4.0
+
+HOW_TO_FIX = (
+    "How to fix: either\n"
+    "  * connect to the internet once (the download is cached), or\n"
+    f"  * put a copy of mnist.npz in a folder and set {DATA_DIR_ENV}=/that/folder\n"
+    "    (e.g. `export VAE_DATA_DIR=$PWD/../shared/data`), or pass\n"
+    "    load_mnist(path='/path/to/mnist.npz')."
+)
+
+
+class MNISTNotFoundError(RuntimeError):
+    """No local copy of MNIST and no way to download it."""
+
+
+class ChecksumError(ValueError):
+    """A file holds MNIST-shaped data whose content is not MNIST."""
+
+
+@dataclasses.dataclass(frozen=True)
+class MNIST:
+    """MNIST as float images in [0, 1] with their labels.
+
+    x_train: [60000, 784] float32   y_train: [60000] int32
+    x_test:  [10000, 784] float32   y_test:  [10000] int32
+    source:  where the arrays were read from.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    source: str
+
+    def __repr__(self) -> str:
+        return (
+            f"MNIST(train={self.x_train.shape}, test={self.x_test.shape}, "
+            f"pixels in [{self.x_train.min():.0f}, {self.x_train.max():.0f}], source={self.source!r})"
+        )
+
+
+def load_mnist(path: str | os.PathLike | None = None, *, verify: bool = True) -> MNIST:
+    """Load MNIST (train 60k, test 10k) with labels; pixels scaled to [0, 1].
+
+    path: an ``mnist.npz`` file or a folder holding one. Without it the loader tries
+    ``$VAE_DATA_DIR``, then the download cache, then tensorflow-datasets' download.
+    verify: check every array against its known SHA-256 (about 0.1 s).
+    """
+    npz = _find_local_copy(path)
+    if npz is not None:
+        raw = _read_npz(npz)
+        source = str(npz)
+    else:
+        cache = _download_cache_path()
+        if cache.exists():
+            raw, source = _read_npz(cache), str(cache)
+        else:
+            raw = download_mnist(cache.parent)
+            _atomic_save_npz(cache, raw)
+            source = f"tensorflow-datasets download, cached at {cache}"
+    check_arrays(raw, verify=verify, source=source)
+    return MNIST(
+        x_train=to_unit_interval(raw["x_train"]),
+        y_train=raw["y_train"].astype(np.int32),
+        x_test=to_unit_interval(raw["x_test"]),
+        y_test=raw["y_test"].astype(np.int32),
+        source=source,
+    )
+
+
+def to_unit_interval(images: np.ndarray) -> np.ndarray:
+    """uint8 images [n, 28, 28] -> float32 [n, 784] in [0, 1] (pixel / 255)."""
+    return (images.reshape(len(images), -1).astype(np.float32) / 255.0)
+
+
+@jax.jit
+def binarize(key: jax.Array, x: jax.Array) -> jax.Array:
+    """Dynamic binarization: x_bin ~ Bernoulli(x), elementwise, same shape and dtype.
+
+    key: a PRNG key; x: [..., 784] grey levels in [0, 1]. A fresh key gives a fresh
+    binary image each time, which is the IWAE paper's training protocol.
+    """
+    return jax.random.bernoulli(key, x).astype(x.dtype)
+
+
+def check_arrays(raw: dict, *, verify: bool = True, source: str = "") -> None:
+    """Raise a clear error when keys, shapes, dtypes or checksums are not MNIST's."""
+    where = f" in {source}" if source else ""
+    missing = [k for k in SHA256 if k not in raw]
+    if missing:
+        raise ChecksumError(f"MNIST arrays {missing} are missing{where}; expected keys {list(SHA256)}.")
+    for key, shape in SHAPES.items():
+        a = raw[key]
+        if a.shape != shape or a.dtype != np.uint8:
+            raise ChecksumError(
+                f"MNIST array '{key}'{where} has shape {a.shape} and dtype {a.dtype}; "
+                f"expected {shape} uint8. The file is not the MNIST copy this course uses."
+            )
+    if verify:
+        for key, expected in SHA256.items():
+            got = hashlib.sha256(np.ascontiguousarray(raw[key]).tobytes()).hexdigest()
+            if got != expected:
+                raise ChecksumError(
+                    f"MNIST array '{key}'{where} fails its checksum: sha256 {got[:16]}... "
+                    f"but expected {expected[:16]}... The file is corrupt or a different "
+                    "dataset; delete it and load again (or fetch a fresh copy)."
+                )
+
+
+def download_mnist(dest_dir: str | os.PathLike, base_url: str | None = None) -> dict:
+    """Download the four MNIST IDX files with tensorflow-datasets' download manager.
+
+    dest_dir: where the downloaded files are kept. base_url: defaults to the URL that
+    TFDS's ``mnist`` builder uses. Fails fast (a few seconds) when the host cannot be
+    reached, instead of retrying for minutes. Returns uint8 arrays keyed like the npz.
+    """
+    if base_url is None:
+        from tensorflow_datasets.image_classification import mnist as tfds_mnist
+
+        base_url = tfds_mnist._MNIST_URL
+    _check_reachable(base_url)
+    import tensorflow_datasets as tfds
+
+    manager = tfds.download.DownloadManager(download_dir=os.fspath(Path(dest_dir) / "downloads"))
+    urls = {key: base_url.rstrip("/") + "/" + name for key, name in IDX_FILES.items()}
+    try:
+        paths = manager.download(urls)
+    except Exception as err:  # the manager wraps network errors in many types
+        raise MNISTNotFoundError(f"Downloading MNIST from {base_url} failed: {err}\n{HOW_TO_FIX}") from err
+    return {key: read_idx(paths[key]) for key in IDX_FILES}
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read one (optionally gzipped) IDX file of unsigned bytes into a NumPy array."""
+    path = os.fspath(path)
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
+        raise ChecksumError(f"{path} is not an IDX file of unsigned bytes.")
+    ndim = data[3]
+    dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise ChecksumError(f"{path} is truncated: {body.size} bytes for shape {dims}.")
+    return body.reshape(dims)
+
+
+def _find_local_copy(path) -> Path | None:
+    candidates = []
+    if path is not None:
+        p = Path(path).expanduser()
+        candidates.append(p / FILENAME if p.is_dir() else p)
+        if not candidates[0].exists():
+            raise MNISTNotFoundError(f"No MNIST file at {candidates[0]}.\n{HOW_TO_FIX}")
+        return candidates[0]
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        p = Path(env).expanduser()
+        p = p / FILENAME if p.is_dir() else p
+        if not p.exists():
+            raise MNISTNotFoundError(f"{DATA_DIR_ENV}={env} but there is no {FILENAME} there.\n{HOW_TO_FIX}")
+        return p
+    return None
+
+
+def _read_npz(path: Path) -> dict:
+    try:
+        with np.load(path) as f:
+            return {k: f[k] for k in f.files}
+    except Exception as err:
+        raise ChecksumError(f"Cannot read {path} as an .npz archive ({err}); the file is corrupt. "
+                            "Delete it and load again.") from err
+
+
+def _download_cache_path() -> Path:
+    root = Path(os.environ.get("TFDS_DATA_DIR", Path.home() / "tensorflow_datasets")).expanduser()
+    return root / "vae_core" / FILENAME
+
+
+def _atomic_save_npz(path: Path, arrays: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+    os.close(fd)
+    try:
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _check_reachable(url: str, timeout: float = NETWORK_CHECK_SECONDS) -> None:
+    """Open one TCP connection to the URL's host; raise MNISTNotFoundError if it fails.
+
+    DNS lookups ignore socket timeouts, so the attempt runs in a daemon thread that
+    is abandoned after ``timeout`` seconds.
+    """
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    host = parsed.hostname or ""
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    outcome: list = []
+
+    def attempt():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as err:
+            outcome.append(err)
+
+    worker = threading.Thread(target=attempt, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    if not outcome or outcome[0] is not None:
+        why = outcome[0] if outcome else f"no answer within {timeout:.0f} s"
+        raise MNISTNotFoundError(
+            f"MNIST is not on this machine and {host}:{port} cannot be reached ({why}).\n{HOW_TO_FIX}"
+        )

@@ -1,0 +1,19 @@
+from vae_core import config
+
+
+def test_pick_follows_smoke_env(monkeypatch):
+    monkeypatch.setenv("VAE_SMOKE", "1")
+    assert config.smoke_mode() and config.pick(full=30, smoke=1) == 1 and config.mode_name() == "smoke"
+    monkeypatch.setenv("VAE_SMOKE", "0")
+    assert not config.smoke_mode() and config.pick(full=30, smoke=1) == 30
+    monkeypatch.delenv("VAE_SMOKE")
+    assert config.mode_name() == "full"
+
+
+def test_describe_setup_names_mode_and_backend(monkeypatch):
+    import jax
+
+    monkeypatch.setenv("VAE_SMOKE", "1")
+    text = config.describe_setup()
+    assert "mode:    smoke" in text
+    assert jax.default_backend() in text

@@ -1,0 +1,32 @@
+import matplotlib
+
+matplotlib.use("Agg")
+import numpy as np  # noqa: E402
+
+from vae_core import plots  # noqa: E402
+
+
+def test_tile_images_layout():
+    canvas = plots.tile_images(np.zeros((5, 784)), ncols=3)
+    assert canvas.shape == (2 * 29 - 1, 3 * 29 - 1)
+
+
+def test_figures_have_labels_and_save(tmp_path, monkeypatch):
+    fig = plots.image_grid(np.random.rand(6, 784), ncols=3, title="digits")
+    assert fig.axes[0].get_title() == "digits"
+    fig = plots.image_grid(np.random.rand(4, 784), ncols=2, titles=list("abcd"))
+    assert [a.get_title() for a in fig.axes] == list("abcd")
+    hist = {"test_elbo": [-120, -110], "test_rec": [-100, -90], "test_kl": [20, 20]}
+    fig = plots.plot_history(hist)
+    assert fig.axes[0].get_xlabel() == "epoch" and "ELBO" in fig.axes[0].get_ylabel()
+    fig = plots.scatter_latents(np.random.randn(50, 2), np.arange(50) % 10, title="codes")
+    assert fig.axes[0].get_xlabel() == "$z_1$"
+    path = plots.save_figure(fig, "x", directory=tmp_path)
+    assert path.exists() and path.stat().st_size > 1000
+
+
+def test_smoke_mode_never_overwrites_committed_figures(monkeypatch):
+    monkeypatch.setenv("VAE_SMOKE", "1")
+    fig = plots.image_grid(np.random.rand(4, 784))
+    path = plots.save_figure(fig, "test_smoke_only")
+    assert plots.FIGURES_DIR not in path.parents and path.exists()

@@ -193,6 +193,8 @@ def test_train_or_load_caches_and_recovers(images, tmp_path, monkeypatch):
     healed = ckpt.train_or_load("tiny", SMALL, FAST, images, progress=False, on_corrupt="retrain")
     assert healed.history["train_loss"] == first.history["train_loss"]
     assert ckpt.load_checkpoint(files[0]).history["train_loss"] == first.history["train_loss"]
+    shared = ckpt.train_or_load("renamed", SMALL, FAST, images, progress=False)  # same settings
+    assert shared.history == healed.history and not list(tmp_path.glob("renamed-*"))
     other = ckpt.cache_path("tiny", SMALL, TrainConfig(epochs=3, batch_size=64), images)
     assert other != files[0]
     assert os.fspath(other).startswith(os.fspath(tmp_path))

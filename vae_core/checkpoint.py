@@ -108,19 +108,23 @@ def train_or_load(name: str, model_config: ModelConfig, train_config: TrainConfi
     """Load the cached model for these configs, or train it and cache it.
 
     name: a readable prefix of the cache file; the file name also carries a hash of both
-    configs and the data's shape, so changing any setting trains a new model.
+    configs and the data, so changing any setting trains a new model, and a model that
+    another notebook cached under another name with the same settings is loaded.
     on_corrupt: 'error' raises CheckpointError for a damaged cache file; 'retrain'
     trains again and overwrites it. retrain=True ignores the cache.
     """
     if on_corrupt not in ("error", "retrain"):
         raise ValueError(f"on_corrupt must be 'error' or 'retrain', got {on_corrupt!r}")
     path = cache_path(name, model_config, train_config, x_train, directory)
-    if path.exists() and not retrain:
-        try:
-            return load_checkpoint(path, model_config=model_config, train_config=train_config)
-        except CheckpointError:
-            if on_corrupt == "error":
-                raise
+    if not retrain:
+        # the same configs under another name (another notebook trained it): reuse it
+        same = [path] if path.exists() else sorted(path.parent.glob("*-" + path.name.rsplit("-", 1)[1]))
+        for found in same[:1]:
+            try:
+                return load_checkpoint(found, model_config=model_config, train_config=train_config)
+            except CheckpointError:
+                if on_corrupt == "error":
+                    raise
     result = train(model_config, train_config, x_train, x_test, progress=progress, desc=name)
     save_checkpoint(path, result)
     return result

@@ -1,0 +1,175 @@
+"""Tests of vae_core.elbo_demo: the exact 1-d model's closed forms against vae_core.toy,
+quadrature and Monte Carlo; the q fits; the engine's bounds on the fixed-q VAE; the
+reconstruction losses; the explorer's in-place redraw."""
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+from scipy.optimize import minimize
+
+from vae_core import elbo_demo as E
+from vae_core.objectives import bernoulli_log_likelihood, gaussian_log_likelihood
+
+MODEL = E.Exact1D(w=2.0, b=0.5, sigma=1.0)
+X = 3.0
+GRID = jnp.linspace(-12.0, 12.0, 48001)
+
+
+def test_closed_forms_match_linear_gaussian():
+    lg = MODEL.as_linear_gaussian()
+    xs = np.array([[-1.0], [0.3], [3.0]])
+    for x in xs[:, 0]:
+        assert float(E.log_evidence(MODEL, x)) == pytest.approx(float(lg.log_evidence(np.array([[x]]))[0]), abs=1e-5)
+        pm, ps = E.posterior(MODEL, x)
+        m_ref, c_ref = lg.posterior(np.array([[x]]))
+        assert float(pm) == pytest.approx(float(m_ref[0, 0]), abs=1e-6)
+        assert float(ps) ** 2 == pytest.approx(float(c_ref[0, 0]), abs=1e-6)
+        for mu, sd in [(0.5, 0.6), (-1.0, 1.3), (2.0, 0.1)]:
+            ref_elbo = float(lg.elbo(np.array([[x]]), jnp.array([[mu]]), jnp.array([[sd**2]]))[0])
+            ref_kl = float(lg.kl_to_posterior(np.array([[x]]), jnp.array([[mu]]), jnp.array([[sd**2]]))[0])
+            assert float(E.gaussian_elbo(MODEL, x, mu, sd)) == pytest.approx(ref_elbo, abs=1e-4)
+            assert float(E.gaussian_kl_to_posterior(MODEL, x, mu, sd)) == pytest.approx(ref_kl, abs=1e-4)
+            # the two routes to the ELBO agree, and ELBO + KL = log p(x)
+            route2 = E.gaussian_expected_loglik(MODEL, x, mu, sd) - E.gaussian_kl_to_prior(mu, sd)
+            assert float(E.gaussian_elbo(MODEL, x, mu, sd)) == pytest.approx(float(route2), abs=1e-4)
+            total = E.gaussian_elbo(MODEL, x, mu, sd) + E.gaussian_kl_to_posterior(MODEL, x, mu, sd)
+            assert float(total) == pytest.approx(float(E.log_evidence(MODEL, x)), abs=1e-4)
+
+
+def test_densities_against_scipy():
+    z = np.array([-1.0, 0.2, 2.5])
+    assert np.allclose(E.gaussian_logpdf(z, 0.3, 0.7), stats.norm(0.3, 0.7).logpdf(z), atol=1e-5)
+    assert np.allclose(E.gamma_logpdf(z[1:], 3.0, 2.0), stats.gamma(3.0, scale=0.5).logpdf(z[1:]), atol=1e-5)
+    assert float(E.gamma_logpdf(jnp.array(-1.0), 3.0, 2.0)) == -np.inf
+    assert float(E.gamma_entropy(3.0, 2.0)) == pytest.approx(stats.gamma(3.0, scale=0.5).entropy(), abs=1e-5)
+    assert float(E.gaussian_entropy(0.7)) == pytest.approx(stats.norm(0, 0.7).entropy(), abs=1e-6)
+    m1, m2 = E.gamma_moments(3.0, 2.0)
+    assert (float(m1), float(m2)) == pytest.approx((1.5, 3.0))
+
+
+def test_quadrature_checks_evidence_posterior_and_elbos():
+    assert float(E.quadrature_evidence(MODEL, X, GRID)) == pytest.approx(float(E.log_evidence(MODEL, X)), abs=1e-5)
+    lj = E.log_joint(MODEL, X, GRID)
+    # Bayes: p(z|x) = p(x, z) / p(x) is the closed-form posterior
+    pm, ps = E.posterior(MODEL, X)
+    bayes = np.exp(lj - E.log_evidence(MODEL, X))
+    assert np.max(np.abs(bayes - np.exp(E.gaussian_logpdf(GRID, pm, ps)))) < 1e-5
+    # Gaussian q and gamma q: E_q[log p(x,z) - log q(z)] by quadrature = closed forms
+    lq = E.gaussian_logpdf(GRID, 0.4, 0.8)
+    assert float(E.quadrature_expectation(lq, lj - lq, GRID)) == pytest.approx(
+        float(E.gaussian_elbo(MODEL, X, 0.4, 0.8)), abs=1e-4)
+    lq = E.gamma_logpdf(GRID, 4.0, 3.0)
+    assert float(E.quadrature_expectation(lq, lj - lq, GRID)) == pytest.approx(
+        float(E.gamma_elbo(MODEL, X, 4.0, 3.0)), abs=1e-4)
+    # Jensen: E_q[p(x,z)/q(z)] = p(x) exactly (for a q covering the posterior)
+    lq = E.gaussian_logpdf(GRID, 0.4, 0.8)
+    mean_w = E.quadrature_expectation(lq, jnp.exp(lj - lq), GRID)
+    assert float(jnp.log(mean_w)) == pytest.approx(float(E.log_evidence(MODEL, X)), abs=1e-5)
+
+
+def test_monte_carlo_elbo_within_standard_error_for_both_families():
+    key_n, key_g = jax.random.split(jax.random.PRNGKey(1))
+    n = 20000
+    z = 0.4 + 0.8 * jax.random.normal(key_n, (n,))
+    est, se = E.monte_carlo_elbo(z, E.gaussian_logpdf(z, 0.4, 0.8), MODEL, X)
+    assert abs(float(est) - float(E.gaussian_elbo(MODEL, X, 0.4, 0.8))) < 4 * float(se)
+    assert 0 < float(se) < 0.05
+    z = jax.random.gamma(key_g, 4.0, (n,)) / 3.0
+    est, se = E.monte_carlo_elbo(z, E.gamma_logpdf(z, 4.0, 3.0), MODEL, X)
+    assert abs(float(est) - float(E.gamma_elbo(MODEL, X, 4.0, 3.0))) < 4 * float(se)
+
+
+def test_fit_gaussian_reaches_posterior_and_gamma_does_not():
+    g = E.fit_q(MODEL, X, "gaussian", init=(-1.0, 1.5))
+    pm, ps = E.posterior(MODEL, X)
+    assert g.params == pytest.approx((float(pm), float(ps)), abs=1e-3)
+    assert abs(g.gap) < 1e-5
+    r = E.fit_q(MODEL, X, "gamma", init=(2.0, 2.0))
+    assert r.gap > 0.01
+    assert len(r.history["elbo"]) == 1500 and r.history["params"].shape == (1500, 2)
+    # Adam's optimum agrees with a derivative-free optimiser's to 1e-3 nats
+    f = lambda u: -float(E.gamma_elbo(MODEL, X, np.exp(u[0]), np.exp(u[1])))  # noqa: E731
+    res = minimize(f, [0.0, 0.0], method="Nelder-Mead", options=dict(xatol=1e-7, fatol=1e-9, maxiter=4000))
+    best_gap = float(E.log_evidence(MODEL, X)) + res.fun
+    assert r.gap == pytest.approx(best_gap, abs=1e-3)
+    with pytest.raises(ValueError, match="family"):
+        E.fit_q(MODEL, X, "beta")
+    with pytest.raises(ValueError, match="positive"):
+        E.fit_q(MODEL, X, "gamma", init=(-1.0, 2.0))
+
+
+def test_fixed_q_vae_runs_engine_bounds():
+    vae, params = E.fixed_q_vae(MODEL, 0.2, 0.9)
+    x = jnp.array([[X], [0.0]], jnp.float32)
+    # the encoder ignores x: the same q for both inputs
+    post = vae.apply(params, x, method=type(vae).encode)
+    assert np.allclose(post.mean[:, 0], 0.2) and np.allclose(jnp.exp(0.5 * post.logvar[:, 0]), 0.9, atol=1e-6)
+    est, se = E.engine_monte_carlo_elbo(vae, params, x, jax.random.PRNGKey(0), 20000)
+    for i, xi in enumerate([X, 0.0]):
+        assert abs(float(est[i]) - float(E.gaussian_elbo(MODEL, xi, 0.2, 0.9))) < 4 * float(se[i])
+    means, errs = E.iwae_curve(vae, params, x[:1], jax.random.PRNGKey(2), [1, 10, 1000], repeats=400)
+    logpx = float(E.log_evidence(MODEL, X))
+    assert means[0] == pytest.approx(float(E.gaussian_elbo(MODEL, X, 0.2, 0.9)), abs=4 * errs[0])
+    assert means[0] < means[1] < means[2] <= logpx + 4 * errs[2]
+    assert logpx - means[2] < 0.01
+    # with the exact posterior as q every L_k equals log p(x)
+    pm, ps = E.posterior(MODEL, X)
+    vae, params = E.fixed_q_vae(MODEL, float(pm), float(ps))
+    means, _ = E.iwae_curve(vae, params, x[:1], jax.random.PRNGKey(3), [1, 7], repeats=[10, 3])
+    assert np.allclose(means, logpx, atol=1e-4)
+    with pytest.raises(ValueError, match="repeats"):
+        E.iwae_curve(vae, params, x[:1], jax.random.PRNGKey(3), [1, 7], repeats=[10])
+
+
+def test_reconstruction_losses_match_engine_likelihoods():
+    rng = np.random.default_rng(0)
+    x = (rng.random((4, 30)) < 0.4).astype(np.float32)
+    logits = rng.normal(size=(4, 30)).astype(np.float32)
+    probs = jax.nn.sigmoid(logits)
+    assert np.allclose(-E.cross_entropy(x, probs), bernoulli_log_likelihood(logits, x), atol=1e-4)
+    sigma = 0.3
+    gauss = gaussian_log_likelihood(probs, x, jnp.log(sigma))
+    by_hand = -E.squared_error(x, probs) / (2 * sigma**2) - 30 * (math.log(sigma) + 0.5 * math.log(2 * math.pi))
+    assert np.allclose(gauss, by_hand, atol=1e-3)
+    assert float(E.squared_error(np.ones((1, 3)), np.zeros((1, 3)))[0]) == 3.0
+    # clipping keeps the textbook form finite at p = 0 or 1
+    assert np.isfinite(float(E.cross_entropy(np.ones((1, 2)), np.array([[0.0, 1.0]]))[0]))
+
+
+def test_explorer_updates_in_place():
+    ex = E.ELBOExplorer(MODEL, X)
+    fig, line = ex.figure, ex.q_line
+    v = ex.update(0.3, 0.9)
+    assert ex.figure is fig and ex.q_line is line
+    assert v["elbo"] + v["kl"] == pytest.approx(v["log_evidence"], abs=1e-4)
+    assert v["kl"] > 0
+    assert np.allclose(line.get_ydata(), stats.norm(0.3, 0.9).pdf(ex.z), atol=1e-5)
+    assert [b.get_height() for b in ex.bars] == pytest.approx([v["log_evidence"], v["elbo"], v["kl"]])
+    pm, ps = ex.posterior
+    assert ex.update(pm, ps)["kl"] == pytest.approx(0.0, abs=1e-5)
+    assert ex.png()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="positive std"):
+        ex.update(0.0, -1.0)
+    w = ex.widget
+    ex.mean_slider.value = 1.5
+    assert ex.state[0] == pytest.approx(1.5)
+    assert "ELBO" in ex.readout.value and w is ex.widget
+
+
+def test_two_for_one_fit_reaches_max_likelihood_and_exact_posteriors():
+    data = MODEL.as_linear_gaussian().sample(np.random.default_rng(0), 200)[:, 0]
+    r = E.fit_two_for_one(data, sigma=1.0, steps=2000)
+    w_ml, b_ml = math.sqrt(data.var() - 1.0), data.mean()
+    assert abs(r["w"]) == pytest.approx(w_ml, abs=1e-3)
+    assert r["b"] == pytest.approx(b_ml, abs=1e-3)
+    # the encoder side ends at the exact posteriors: the summed KL is ~0
+    assert r["kl"][-1] < 1e-2 and r["kl"][0] > 1.0
+    assert r["elbo"][-1] > r["elbo"][0]
+    assert np.allclose(r["elbo"] + r["kl"], r["log_evidence"], atol=1e-2)
+    pm, ps = E.posterior(E.Exact1D(r["w"], r["b"], 1.0), jnp.asarray(data))
+    assert np.allclose(r["q_mean"], pm, atol=1e-2) and np.allclose(r["q_std"], ps, atol=1e-2)
+    with pytest.raises(ValueError, match="1-d"):
+        E.fit_two_for_one(np.zeros((3, 2)))

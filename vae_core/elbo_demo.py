@@ -1,0 +1,465 @@
+"""The ELBO on a model where everything is exact (notebook 02).
+
+The one-dimensional linear-Gaussian model
+
+    z ~ N(0, 1),        x | z ~ N(w z + b, sigma^2)
+
+has a closed-form evidence p(x) = N(x; b, w^2 + sigma^2) and posterior
+p(z|x) = N(m, s^2) with s^2 = 1 / (1 + w^2 / sigma^2), m = s^2 w (x - b) / sigma^2.
+Its log joint is a quadratic in z, so for ANY q(z) the expectation E_q[log p(x, z)]
+needs only E_q[z] and E_q[z^2]; with q's entropy this gives the ELBO in closed form for
+a Gaussian q and for a gamma q alike:
+
+    ELBO(q) = E_q[log p(x, z)] + H(q),        KL(q || p(z|x)) = log p(x) - ELBO(q).
+
+This module holds those formulas (in jax.numpy, so they can be differentiated and
+optimised), a numerical quadrature to check them, a Monte Carlo ELBO estimator with its
+standard error, fits of the best Gaussian and the best gamma q with optax, a VAE whose
+encoder outputs a fixed q (so the engine's ``iwae_bound`` can be run on the exact
+model), L_k curves, the by-hand reconstruction losses (squared error and cross-entropy)
+and :class:`ELBOExplorer`, an ipywidgets view with sliders for q's mean and std.
+"""
+from __future__ import annotations
+
+import io
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.scipy.special import digamma, gammaln
+
+from .models import VAE, ModelConfig
+from .objectives import iwae_bound, log_importance_weights
+from .toy import LinearGaussian
+
+LOG_2PI = math.log(2 * math.pi)
+
+__all__ = ["Exact1D", "log_prior", "log_likelihood", "log_joint", "log_evidence", "posterior",
+           "expected_log_joint", "gaussian_entropy", "gaussian_logpdf", "gaussian_elbo",
+           "gaussian_expected_loglik", "gaussian_kl_to_prior", "gaussian_kl_to_posterior",
+           "gamma_logpdf", "gamma_entropy", "gamma_moments", "gamma_elbo", "trapezoid",
+           "quadrature_evidence", "quadrature_expectation", "monte_carlo_elbo", "fit_q", "FitResult",
+           "fit_two_for_one", "engine_monte_carlo_elbo",
+           "fixed_q_vae", "iwae_curve", "squared_error", "cross_entropy", "ELBOExplorer"]
+
+
+# ----------------------------------------------------------------------------- the model
+class Exact1D(NamedTuple):
+    """z ~ N(0, 1), x | z ~ N(w z + b, sigma^2). Fields may be floats or jax scalars."""
+
+    w: float = 2.0
+    b: float = 0.5
+    sigma: float = 1.0
+
+    def as_linear_gaussian(self) -> LinearGaussian:
+        """The same model as a 1x1 :class:`vae_core.toy.LinearGaussian`."""
+        return LinearGaussian(W=np.array([[float(self.w)]]), b=np.array([float(self.b)]),
+                              sigma=float(self.sigma))
+
+
+def log_prior(z):
+    """log N(z; 0, 1), elementwise."""
+    return -0.5 * (z**2 + LOG_2PI)
+
+
+def log_likelihood(model: Exact1D, x, z):
+    """log N(x; w z + b, sigma^2), elementwise in x and z (broadcast)."""
+    r = (x - model.w * z - model.b) / model.sigma
+    return -0.5 * (r**2 + LOG_2PI) - jnp.log(model.sigma)
+
+
+def log_joint(model: Exact1D, x, z):
+    """log p(x, z) = log p(z) + log p(x|z), elementwise."""
+    return log_prior(z) + log_likelihood(model, x, z)
+
+
+def log_evidence(model: Exact1D, x):
+    """Exact log p(x) = log N(x; b, w^2 + sigma^2)."""
+    var = model.w**2 + model.sigma**2
+    return -0.5 * ((x - model.b) ** 2 / var + jnp.log(var) + LOG_2PI)
+
+
+def posterior(model: Exact1D, x):
+    """Exact p(z|x) = N(mean, std^2); returns (mean, std)."""
+    var = 1.0 / (1.0 + model.w**2 / model.sigma**2)
+    return var * model.w * (x - model.b) / model.sigma**2, jnp.sqrt(var)
+
+
+def expected_log_joint(model: Exact1D, x, mean_z, second_moment_z):
+    """E_q[log p(x, z)] for any q with E_q[z] = mean_z and E_q[z^2] = second_moment_z.
+
+    Exact because log p(x, z) is a quadratic in z.
+    """
+    d = x - model.b
+    sq = d**2 - 2 * model.w * d * mean_z + model.w**2 * second_moment_z  # E[(x - b - w z)^2]
+    return -0.5 * second_moment_z - LOG_2PI - jnp.log(model.sigma) - 0.5 * sq / model.sigma**2
+
+
+# ----------------------------------------------------------------------------- Gaussian q
+def gaussian_logpdf(z, mean, std):
+    return -0.5 * (((z - mean) / std) ** 2 + LOG_2PI) - jnp.log(std)
+
+
+def gaussian_entropy(std):
+    """H(N(., std^2)) = 0.5 log(2 pi e std^2)."""
+    return 0.5 * (LOG_2PI + 1.0) + jnp.log(std)
+
+
+def gaussian_elbo(model: Exact1D, x, mean, std):
+    """ELBO for q = N(mean, std^2): E_q[log p(x, z)] + H(q), closed form."""
+    return expected_log_joint(model, x, mean, mean**2 + std**2) + gaussian_entropy(std)
+
+
+def gaussian_expected_loglik(model: Exact1D, x, mean, std):
+    """E_q[log p(x|z)] for q = N(mean, std^2) (the reconstruction term)."""
+    sq = (x - model.w * mean - model.b) ** 2 + model.w**2 * std**2
+    return -0.5 * sq / model.sigma**2 - jnp.log(model.sigma) - 0.5 * LOG_2PI
+
+
+def gaussian_kl_to_prior(mean, std):
+    """KL(N(mean, std^2) || N(0, 1))."""
+    return 0.5 * (mean**2 + std**2 - 1.0) - jnp.log(std)
+
+
+def gaussian_kl_to_posterior(model: Exact1D, x, mean, std):
+    """KL(N(mean, std^2) || p(z|x)), from the two Gaussians' parameters (not via the ELBO)."""
+    pm, ps = posterior(model, x)
+    return jnp.log(ps / std) + (std**2 + (mean - pm) ** 2) / (2 * ps**2) - 0.5
+
+
+# ----------------------------------------------------------------------------- gamma q
+def gamma_logpdf(z, shape, rate):
+    """log Gamma(z; shape, rate) for z > 0 (-inf for z <= 0)."""
+    zc = jnp.where(z > 0, z, 1.0)
+    lp = shape * jnp.log(rate) - gammaln(shape) + (shape - 1) * jnp.log(zc) - rate * zc
+    return jnp.where(z > 0, lp, -jnp.inf)
+
+
+def gamma_entropy(shape, rate):
+    """H(Gamma(shape, rate)) = shape - log rate + lgamma(shape) + (1 - shape) digamma(shape)."""
+    return shape - jnp.log(rate) + gammaln(shape) + (1 - shape) * digamma(shape)
+
+
+def gamma_moments(shape, rate):
+    """(E[z], E[z^2]) of Gamma(shape, rate)."""
+    return shape / rate, shape * (shape + 1) / rate**2
+
+
+def gamma_elbo(model: Exact1D, x, shape, rate):
+    """ELBO for q = Gamma(shape, rate) (support z > 0): closed form, like the Gaussian's."""
+    m1, m2 = gamma_moments(shape, rate)
+    return expected_log_joint(model, x, m1, m2) + gamma_entropy(shape, rate)
+
+
+# ----------------------------------------------------------------------------- numerical checks
+def trapezoid(values, grid):
+    """Trapezoid rule along the last axis of values, on a 1-d grid."""
+    values, grid = jnp.asarray(values), jnp.asarray(grid)
+    return jnp.sum(0.5 * (values[..., 1:] + values[..., :-1]) * jnp.diff(grid), axis=-1)
+
+
+def quadrature_evidence(model: Exact1D, x, grid):
+    """log of the integral of p(x, z) dz over the grid (should match log_evidence)."""
+    return jnp.log(trapezoid(jnp.exp(log_joint(model, x, grid)), grid))
+
+
+def quadrature_expectation(log_q, f_values, grid):
+    """E_q[f] = integral of q(z) f(z) dz by the trapezoid rule; log_q, f_values on the grid.
+
+    Points where q is 0 contribute 0 even if f is infinite or NaN there.
+    """
+    q = jnp.exp(log_q)
+    integrand = jnp.where(q > 0, q * jnp.where(q > 0, f_values, 0.0), 0.0)
+    return trapezoid(integrand, grid)
+
+
+def monte_carlo_elbo(samples, log_q_samples, model: Exact1D, x):
+    """Monte Carlo ELBO from draws z_i ~ q and their log q(z_i). Returns (estimate, stderr).
+
+    The estimate is mean_i [log p(x, z_i) - log q(z_i)]; stderr = sample std / sqrt(n).
+    """
+    terms = log_joint(model, x, samples) - log_q_samples
+    n = terms.shape[0]
+    return jnp.mean(terms), jnp.std(terms, ddof=1) / jnp.sqrt(n)
+
+
+# ----------------------------------------------------------------------------- fitting q
+class FitResult(NamedTuple):
+    """Result of :func:`fit_q`.
+
+    params: the final (positive) parameters, e.g. (mean, std) or (shape, rate).
+    elbo:   the final ELBO; gap: log p(x) - elbo = KL(q || p(z|x)) >= 0.
+    history: dict with 'elbo' [steps] and 'params' [steps, 2] along the optimisation.
+    """
+
+    params: tuple
+    elbo: float
+    gap: float
+    history: dict
+
+
+def fit_q(model: Exact1D, x, family: str = "gamma", init=(2.0, 2.0), *, steps: int = 1500,
+          learning_rate: float = 0.05) -> FitResult:
+    """Maximise the closed-form ELBO over a q family with Adam (optax), from init.
+
+    family 'gaussian': params (mean, std), std kept positive through its log.
+    family 'gamma':    params (shape, rate), both through their logs.
+    """
+    if family == "gaussian":
+        to_params = lambda u: (u[0], jnp.exp(u[1]))  # noqa: E731
+        from_params = lambda p: jnp.array([p[0], math.log(p[1])], jnp.float32)  # noqa: E731
+        elbo_fn = gaussian_elbo
+    elif family == "gamma":
+        to_params = lambda u: (jnp.exp(u[0]), jnp.exp(u[1]))  # noqa: E731
+        from_params = lambda p: jnp.log(jnp.array(p, jnp.float32))  # noqa: E731
+        elbo_fn = gamma_elbo
+    else:
+        raise ValueError(f"family must be 'gaussian' or 'gamma', got {family!r}")
+    if any(float(v) <= 0 for v in (init if family == "gamma" else init[1:])):
+        raise ValueError(f"init parameters must be positive where the family needs it, got {init}")
+
+    tx = optax.adam(learning_rate)
+    loss = lambda u: -elbo_fn(model, x, *to_params(u))  # noqa: E731
+
+    @jax.jit
+    def run(u0):
+        def step(carry, _):
+            u, state = carry
+            value, g = jax.value_and_grad(loss)(u)
+            updates, state = tx.update(g, state, u)
+            u = optax.apply_updates(u, updates)
+            return (u, state), (-value, jnp.stack(to_params(u)))
+
+        (u, _), (elbos, path) = jax.lax.scan(step, (u0, tx.init(u0)), None, length=steps)
+        return u, elbos, path
+
+    u, elbos, path = run(from_params(init))
+    params = tuple(float(v) for v in to_params(u))
+    elbo = float(elbo_fn(model, x, *params))
+    gap = float(log_evidence(model, x)) - elbo
+    return FitResult(params, elbo, gap, {"elbo": np.asarray(elbos), "params": np.asarray(path)})
+
+
+def fit_two_for_one(x_data, sigma: float = 1.0, *, init_w: float = 0.3, init_b: float = -1.0,
+                    steps: int = 2000, learning_rate: float = 0.05) -> dict:
+    """Maximise the summed ELBO over the decoder (w, b) AND one Gaussian q per data point
+    at once, with Adam; sigma stays fixed.
+
+    x_data: [n] observations. Returns a dict with the final 'w', 'b', 'q_mean' [n],
+    'q_std' [n], and per-step histories 'elbo', 'log_evidence' (sum of exact log p(x_i)
+    under the current decoder) and 'kl' (sum of KL(q_i || p(z|x_i))), all [steps].
+    The maximum-likelihood decoder has b = mean(x), w^2 = var(x) - sigma^2.
+    """
+    x = jnp.asarray(x_data, jnp.float32)
+    if x.ndim != 1 or x.size < 2:
+        raise ValueError(f"x_data must be a 1-d array of at least 2 observations, got shape {x.shape}")
+    n = x.shape[0]
+    u0 = {"w": jnp.float32(init_w), "b": jnp.float32(init_b),
+          "mu": jnp.zeros(n, jnp.float32), "log_s": jnp.zeros(n, jnp.float32)}
+    tx = optax.adam(learning_rate)
+
+    def parts(u):
+        m = Exact1D(u["w"], u["b"], sigma)
+        s = jnp.exp(u["log_s"])
+        return (jnp.sum(gaussian_elbo(m, x, u["mu"], s)), jnp.sum(log_evidence(m, x)),
+                jnp.sum(gaussian_kl_to_posterior(m, x, u["mu"], s)))
+
+    @jax.jit
+    def run(u0):
+        def step(carry, _):
+            u, state = carry
+            g = jax.grad(lambda v: -parts(v)[0])(u)
+            updates, state = tx.update(g, state, u)
+            u = optax.apply_updates(u, updates)
+            return (u, state), jnp.stack(parts(u))
+
+        (u, _), hist = jax.lax.scan(step, (u0, tx.init(u0)), None, length=steps)
+        return u, hist
+
+    u, hist = run(u0)
+    hist = np.asarray(hist)
+    return {"w": float(u["w"]), "b": float(u["b"]), "q_mean": np.asarray(u["mu"]),
+            "q_std": np.exp(np.asarray(u["log_s"])), "elbo": hist[:, 0], "log_evidence": hist[:, 1],
+            "kl": hist[:, 2]}
+
+
+# ----------------------------------------------------------------------------- IWAE on the toy
+def fixed_q_vae(model: Exact1D, mean: float, std: float):
+    """A VAE (model, params) whose decoder is the exact 1-d model and whose encoder ignores x
+    and outputs q = N(mean, std^2). Lets the engine's bounds run on the exact model."""
+    cfg, params = model.as_linear_gaussian().as_vae(posterior="diagonal")
+    head = params["params"]["encoder"]["posterior_head"]
+    head["kernel"] = jnp.zeros_like(head["kernel"])
+    head["bias"] = jnp.array([mean, 2 * math.log(std)], jnp.float32)
+    return VAE(cfg), params
+
+
+def iwae_curve(vae: VAE, params, x, key, ks, *, repeats=1):
+    """E[L_k] for each k, estimated from independent draws of the bound per image.
+
+    x: [n, D]. repeats: draws per image, one int for every k or a sequence with one
+    entry per k (small k need many draws: log of one weight is heavy-tailed).
+    Returns (means [len(ks)], stderrs [len(ks)]) over the n * repeats draws of each k.
+    """
+    x = jnp.asarray(x, jnp.float32)
+    reps = [int(repeats)] * len(ks) if np.ndim(repeats) == 0 else [int(r) for r in repeats]
+    if len(reps) != len(ks) or min(reps) < 1:
+        raise ValueError(f"repeats must be a positive int or one positive int per k, got {repeats}")
+    means, errs = [], []
+    for i, (k, r) in enumerate(zip(ks, reps)):
+        xr = jnp.tile(x, (r, 1))
+        vals = np.asarray(_iwae_jit(vae, params, xr, jax.random.fold_in(key, i), int(k)), np.float64)
+        means.append(vals.mean())
+        errs.append(vals.std(ddof=1) / math.sqrt(vals.size) if vals.size > 1 else float("nan"))
+    return np.array(means), np.array(errs)
+
+
+_iwae_jit = jax.jit(iwae_bound, static_argnums=(0, 4))
+
+
+def engine_monte_carlo_elbo(vae: VAE, params, x, key, n: int):
+    """Monte Carlo ELBO from the engine's log importance weights (k = n draws from q).
+
+    x: [batch, D]. Returns (estimate [batch], stderr [batch])."""
+    logw = log_importance_weights(vae, params, jnp.asarray(x, jnp.float32), key, n)
+    return jnp.mean(logw, 0), jnp.std(logw, 0, ddof=1) / jnp.sqrt(n)
+
+
+# ----------------------------------------------------------------------------- reconstruction
+def squared_error(x, mean):
+    """Sum over pixels of (x - mean)^2, per image. [..., D] -> [...]."""
+    x, mean = jnp.asarray(x), jnp.asarray(mean)
+    return jnp.sum((x - mean) ** 2, axis=-1)
+
+
+def cross_entropy(x, probs, eps: float = 1e-7):
+    """Binary cross-entropy -sum [x log p + (1 - x) log(1 - p)] per image, from probabilities.
+
+    The textbook form (probabilities clipped to [eps, 1 - eps]); the engine uses the
+    numerically safer logit form. [..., D] -> [...].
+    """
+    p = jnp.clip(jnp.asarray(probs), eps, 1 - eps)
+    x = jnp.asarray(x)
+    return -jnp.sum(x * jnp.log(p) + (1 - x) * jnp.log1p(-p), axis=-1)
+
+
+# ----------------------------------------------------------------------------- explorer
+class ELBOExplorer:
+    """Sliders for a Gaussian q = N(mean, std^2) on the exact 1-d model at one x.
+
+    ``values(mean, std)`` -> {'log_evidence', 'elbo', 'kl'} (floats, closed form).
+    ``update(mean, std)`` redraws the one figure in place (q's curve, the bars, the
+    title) and returns the values; ``figure`` is that matplotlib Figure (not managed by
+    pyplot, so it is shown only when a cell displays it). ``widget`` is an ipywidgets
+    VBox with two sliders and an Image that receives the figure as PNG on every change.
+    """
+
+    def __init__(self, model: Exact1D, x: float, *, mean_range=(-2.0, 3.0), std_range=(0.05, 2.0),
+                 z_range=(-3.0, 4.0)):
+        from matplotlib.figure import Figure
+
+        self.model, self.x = model, float(x)
+        self.mean_range = tuple(float(v) for v in mean_range)
+        self.std_range = tuple(float(v) for v in std_range)
+        if not (self.mean_range[0] < self.mean_range[1] and 0 < self.std_range[0] < self.std_range[1]):
+            raise ValueError(f"need mean_range (lo < hi) and std_range (0 < lo < hi), got {mean_range}, {std_range}")
+        self.z = np.linspace(*z_range, 400)
+        pm, ps = (float(v) for v in posterior(model, self.x))
+        self.posterior = (pm, ps)
+        self.log_px = float(log_evidence(model, self.x))
+        self._widget = None
+
+        self.figure = fig = Figure(figsize=(9.0, 3.4))
+        self.ax_q, self.ax_bar = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.6, 1]})
+        post_pdf = np.exp(np.asarray(gaussian_logpdf(self.z, pm, ps)))
+        self.ax_q.plot(self.z, post_pdf, color="k", lw=2, label="true posterior p(z|x)")
+        (self.q_line,) = self.ax_q.plot(self.z, post_pdf, color="tab:orange", lw=2, label="q(z)")
+        self.q_fill = None
+        self.ax_q.set_xlabel("z")
+        self.ax_q.set_ylabel("density")
+        self.ax_q.set_xlim(*z_range)
+        self.ax_q.legend(loc="upper left", fontsize=8)
+        self.ax_q.grid(alpha=0.3)
+        names = ["log p(x)", "ELBO", "KL(q || p(z|x))"]
+        self.bars = self.ax_bar.bar(names, [0, 0, 0], color=["k", "tab:blue", "tab:red"])
+        self.ax_bar.axhline(0, color="gray", lw=0.8)
+        self.ax_bar.set_ylabel("nats")
+        self.ax_bar.tick_params(axis="x", labelsize=8)
+        self.bar_text = [self.ax_bar.text(i, 0, "", ha="center", fontsize=8) for i in range(3)]
+        fig.tight_layout()
+        self.update(pm, ps)
+
+    def _check(self, mean, std):
+        mean, std = float(mean), float(std)
+        if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
+            raise ValueError(f"q needs a finite mean and a positive std, got mean={mean}, std={std}")
+        return mean, std
+
+    def values(self, mean, std) -> dict:
+        mean, std = self._check(mean, std)
+        elbo = float(gaussian_elbo(self.model, self.x, mean, std))
+        kl = float(gaussian_kl_to_posterior(self.model, self.x, mean, std))
+        return {"log_evidence": self.log_px, "elbo": elbo, "kl": kl}
+
+    def update(self, mean, std) -> dict:
+        """Redraw q and the bars for q = N(mean, std^2); returns :meth:`values`."""
+        v = self.values(mean, std)
+        mean, std = self._check(mean, std)
+        q_pdf = np.exp(np.asarray(gaussian_logpdf(self.z, mean, std)))
+        self.q_line.set_ydata(q_pdf)
+        if self.q_fill is not None:
+            self.q_fill.remove()
+        self.q_fill = self.ax_q.fill_between(self.z, q_pdf, color="tab:orange", alpha=0.2)
+        top = max(q_pdf.max(), np.exp(float(gaussian_logpdf(self.posterior[0], *self.posterior))))
+        self.ax_q.set_ylim(0, 1.1 * top)
+        self.ax_q.set_title(f"x = {self.x:g}:  q = N({mean:.2f}, {std:.2f}²)", fontsize=10)
+        heights = [v["log_evidence"], v["elbo"], v["kl"]]
+        for bar, text, h in zip(self.bars, self.bar_text, heights):
+            bar.set_height(h)
+            text.set_text(f"{h:.3f}")
+            text.set_y(h + (0.1 if h >= 0 else -0.1))
+            text.set_va("bottom" if h >= 0 else "top")
+        lo, hi = min(heights) - 0.25 * abs(min(heights)) - 0.5, max(max(heights), 0) + 1.0
+        self.ax_bar.set_ylim(lo, hi)
+        self.ax_bar.set_title("ELBO + KL = log p(x)", fontsize=10)
+        self.state = (mean, std)
+        return v
+
+    def png(self) -> bytes:
+        buf = io.BytesIO()
+        self.figure.savefig(buf, format="png", dpi=90)
+        return buf.getvalue()
+
+    @property
+    def widget(self):
+        if self._widget is None:
+            self._widget = self._build()
+        return self._widget
+
+    def _build(self):
+        import ipywidgets as W
+
+        mean, std = self.state
+        style = {"description_width": "70px"}
+        self.mean_slider = W.FloatSlider(value=mean, min=self.mean_range[0], max=self.mean_range[1], step=0.01,
+                                         description="q mean", continuous_update=True, style=style,
+                                         layout=W.Layout(width="420px"))
+        self.std_slider = W.FloatSlider(value=std, min=self.std_range[0], max=self.std_range[1], step=0.01,
+                                        description="q std", continuous_update=True, style=style,
+                                        layout=W.Layout(width="420px"))
+        self.image = W.Image(format="png", value=self.png())
+        self.readout = W.HTML()
+
+        def refresh(_=None):
+            v = self.update(self.mean_slider.value, self.std_slider.value)
+            self.image.value = self.png()
+            self.readout.value = (f"<code>log p(x) = {v['log_evidence']:.4f}   ELBO = {v['elbo']:.4f}   "
+                                  f"KL = {v['kl']:.4f}   ELBO + KL = {v['elbo'] + v['kl']:.4f}</code>")
+
+        self.mean_slider.observe(refresh, names="value")
+        self.std_slider.observe(refresh, names="value")
+        refresh()
+        return W.VBox([self.mean_slider, self.std_slider, self.readout, self.image])

@@ -1,0 +1,197 @@
+"""Tests for vae_core.gradients: the estimators against closed forms, exact derivatives and
+an independent density; the VAE encoder-gradient estimators against each other."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vae_core import gradients as G
+from vae_core.models import ModelConfig, init_params
+from vae_core.objectives import posterior_log_density
+
+N_SEEDS = 2**16
+Z = 4.5  # tolerance in standard errors (a false alarm has probability < 1e-5 per check)
+KS = [-3.0, 0.0, 1.0, 2.5]
+
+
+def _draws(estimator, k, seed=0, **kw):
+    return G.draw_estimates(jax.random.PRNGKey(seed), 1.0, 1.0, k, estimator=estimator, n_seeds=N_SEEDS, **kw)
+
+
+@pytest.mark.parametrize("k", KS)
+def test_pathwise_is_unbiased_with_variance_4(k):
+    draws = _draws("pathwise", k)
+    mean, se = G.mean_with_error(draws[:, 0])
+    assert abs(mean - 2 * (1.0 - k)) < Z * se          # analytic gradient 2d
+    var, vse = G.variance_with_error(draws[:, 0])
+    assert abs(var - 4.0) < Z * vse
+    var_s, vse_s = G.variance_with_error(draws[:, 1])  # wrt sigma: 4 d^2 + 8
+    assert abs(var_s - (4 * (1 - k) ** 2 + 8)) < Z * vse_s
+
+
+@pytest.mark.parametrize("k", KS)
+def test_score_function_variance_matches_closed_form_and_exceeds_pathwise(k):
+    cf = G.closed_forms(k)
+    draws = _draws("score", k, seed=1)
+    mean, se = G.mean_with_error(draws[:, 0])
+    assert abs(mean - cf["grad_mu"]) < Z * se          # unbiased too
+    var, vse = G.variance_with_error(draws[:, 0])
+    assert abs(var - cf["score_var_mu"]) < Z * vse     # d^4 + 14 d^2 + 15
+    assert var - Z * vse > 4.0                         # clearly above the pathwise 4
+    var_s, vse_s = G.variance_with_error(draws[:, 1])
+    assert abs(var_s - cf["score_var_sigma"]) < Z * vse_s
+
+
+def test_tolerance_rejects_a_wrong_closed_form():
+    # the check above must be able to fail: a wrong coefficient (18 d^2 instead of 14 d^2)
+    d = 1.0 - (-3.0)
+    var, vse = G.variance_with_error(_draws("score", -3.0, seed=1)[:, 0])
+    assert abs(var - (d**4 + 18 * d**2 + 15)) > Z * vse
+
+
+def test_closed_forms_reference_values():
+    cf = G.closed_forms(-3.0)
+    assert cf["score_var_mu"] == 495 and cf["pathwise_var_mu"] == 4 and cf["grad_mu"] == 8
+    assert cf["pathwise_var_sigma"] == 4 * 16 + 8
+
+
+@pytest.mark.parametrize("k", [-3.0, 1.0])
+@pytest.mark.parametrize("which, formula", [("mean_f", lambda d: 8 * d**2 + 10),
+                                            ("optimal_baseline", lambda d: 8 * d**2 + 6)])
+def test_baselines_reduce_variance_as_derived(k, which, formula):
+    d = 1.0 - k
+    b = float(G.closed_forms(k)[which])
+    draws = _draws("score", k, seed=2, baseline=b)
+    var, vse = G.variance_with_error(draws[:, 0])
+    assert abs(var - formula(d)) < Z * vse
+    assert abs(G.closed_forms(k, baseline=b)["score_var_mu"] - formula(d)) < 1e-9
+    mean, se = G.mean_with_error(draws[:, 0])
+    assert abs(mean - 2 * d) < Z * se                   # a constant baseline keeps it unbiased
+
+
+def test_leave_one_out_baseline_is_unbiased_and_helps():
+    k, n = -3.0, 8
+    loo = G.draw_estimates(jax.random.PRNGKey(3), 1.0, 1.0, k, estimator="score", n_seeds=2**15,
+                           n_samples=n, baseline="loo")
+    mean, se = G.mean_with_error(loo[:, 0])
+    assert abs(mean - 8.0) < Z * se
+    var, _ = G.variance_with_error(loo[:, 0])
+    assert var < 0.5 * G.closed_forms(k)["score_var_mu"] / n
+
+
+def test_variance_falls_as_one_over_n_samples():
+    for n in (4, 16):
+        draws = G.draw_estimates(jax.random.PRNGKey(4), 1.0, 1.0, 0.0, estimator="score", n_seeds=2**15,
+                                 n_samples=n)
+        var, vse = G.variance_with_error(draws[:, 0])
+        assert abs(var - 30.0 / n) < Z * vse
+
+
+def test_gamma_pathwise_and_score_match_exact_derivative():
+    for alpha, k in [(0.5, 3.0), (2.0, 0.0), (5.0, 3.0)]:
+        exact = G.gamma_exact_gradient(alpha, k)
+        # independent check of the exact formula by differentiating E = alpha + (alpha - k)^2
+        assert abs(jax.grad(lambda a: a + (a - k) ** 2)(alpha) - exact) < 1e-5
+        for est in ("pathwise", "score"):
+            d = G.draw_gamma_estimates(jax.random.PRNGKey(5), alpha, k, estimator=est, n_seeds=2**16)
+            mean, se = G.mean_with_error(d)
+            assert abs(mean - exact) < Z * se, (alpha, k, est, mean, se, exact)
+            assert se < 0.1 * max(1.0, abs(exact))  # precise enough for the check to mean something
+    # the pathwise derivative of z itself: d E[z]/d alpha = 1
+    g = jax.vmap(lambda kk: jax.grad(lambda a: jax.random.gamma(kk, a))(2.0))(jax.random.split(jax.random.PRNGKey(6), 2**15))
+    mean, se = G.mean_with_error(g)
+    assert abs(mean - 1.0) < Z * se
+
+
+def test_full_covariance_density_and_sampling():
+    key = jax.random.PRNGKey(7)
+    post = G.random_full_posterior(key, dim=5, batch=3)
+    z = jax.random.normal(jax.random.PRNGKey(8), (4, 3, 5)) * 2
+    ours = posterior_log_density(z, post)
+    ref = G.reference_log_density(z, post)
+    np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-3)
+    # reparameterized samples have covariance L L^T
+    from vae_core.models import sample_posterior
+    s = sample_posterior(jax.random.PRNGKey(9), post, 200_000)        # [n, 3, 5]
+    emp = jnp.einsum("nbi,nbj->bij", s - post.mean, s - post.mean) / s.shape[0]
+    np.testing.assert_allclose(emp, G.covariance(post), atol=0.05 * float(jnp.max(jnp.abs(G.covariance(post)))))
+
+
+def test_full_covariance_pathwise_gradient_matches_exact():
+    post = G.random_full_posterior(jax.random.PRNGKey(10), dim=4, batch=1)
+    A = jax.random.normal(jax.random.PRNGKey(11), (4, 4))
+    path, exact = G.quadratic_form_gradients(jax.random.PRNGKey(12), post, A, 400_000)
+    for p, e in zip(path, exact):
+        np.testing.assert_allclose(p, e, atol=0.05 * float(jnp.max(jnp.abs(e))) + 0.02)
+
+
+@pytest.fixture(scope="module")
+def tiny_vae():
+    cfg = ModelConfig(latent_dim=3, hidden=(16,), image_shape=(4, 4))
+    model, params = init_params(cfg, jax.random.PRNGKey(0))
+    x = jax.random.bernoulli(jax.random.PRNGKey(1), 0.4, (8, 16)).astype(jnp.float32)
+    return model, params, x
+
+
+def test_vae_encoder_estimators_agree_and_score_is_noisier(tiny_vae):
+    model, params, x = tiny_vae
+    n = 1024
+    stats = {}
+    for i, (est, s) in enumerate([("pathwise", 1), ("score", 1), ("score_loo", 4)]):
+        stats[est] = G.gradient_moments(model, params, x, jax.random.PRNGKey(20 + i), estimator=est,
+                                        n_draws=n, n_samples=s, chunk=64)
+    mp, vp = stats["pathwise"]
+    for est in ("score", "score_loo"):
+        ratio = G.mean_agreement(*stats[est], mp, vp, 3, n)
+        assert all(r < 1.6 for r in ratio.values()), (est, ratio)   # means agree: both unbiased
+    gp = G.group_statistics(mp, vp, 3)
+    gs = G.group_statistics(*stats["score"], 3, signal_tree=mp)
+    for name in gp:
+        assert gs[name]["variance"] > 3 * gp[name]["variance"]
+        assert gs[name]["snr"] < gp[name]["snr"]
+
+
+def test_mean_agreement_detects_a_bias(tiny_vae):
+    model, params, x = tiny_vae
+    n = 1024
+    mp, vp = G.gradient_moments(model, params, x, jax.random.PRNGKey(30), estimator="pathwise", n_draws=n, chunk=64)
+    biased = jax.tree_util.tree_map(lambda a: 1.5 * a, mp)
+    ratio = G.mean_agreement(biased, vp, mp, vp, 3, n)
+    assert all(r > 3 for r in ratio.values())
+
+
+def test_gradient_moments_matches_direct_computation(tiny_vae):
+    model, params, x = tiny_vae
+    key = jax.random.PRNGKey(40)
+    mean, var = G.gradient_moments(model, params, x, key, estimator="score", n_draws=64, chunk=16)
+    keys = jax.random.split(key, 64)
+    g = jax.vmap(lambda k: G.encoder_gradient(model, params, x, k, "score"))(keys)
+    jax.tree_util.tree_map(lambda m, a: np.testing.assert_allclose(m, a.mean(0), rtol=1e-4, atol=1e-5), mean, g)
+    jax.tree_util.tree_map(lambda v, a: np.testing.assert_allclose(v, a.var(0, ddof=1), rtol=1e-3, atol=1e-6), var, g)
+
+
+def test_training_with_each_estimator_runs_and_pathwise_improves():
+    rng = np.random.default_rng(0)
+    # two prototype patterns with 5% pixel noise: the code has something to learn
+    protos = np.array([[1, 0] * 8, [0, 1] * 8], np.float32)
+    x = protos[rng.integers(0, 2, 256)]
+    x = np.abs(x - (rng.random(x.shape) < 0.05)).astype(np.float32)
+    cfg = ModelConfig(latent_dim=2, hidden=(16,), image_shape=(4, 4))
+    out = {}
+    for est, s in [("pathwise", 1), ("score", 1), ("score_loo", 2)]:
+        out[est] = G.train_with_estimator(cfg, x, x[:64], estimator=est, steps=200, eval_every=50,
+                                          batch_size=32, n_samples=s, learning_rate=3e-3)
+        assert np.all(np.isfinite(out[est]["test_elbo"]))
+        assert out[est]["step"] == [50, 100, 150, 200]
+    h = out["pathwise"]
+    assert h["test_elbo"][-1] > h["test_elbo"][0] + 1.0
+
+
+def test_mc_elbo_is_an_unbiased_estimate_of_the_analytic_kl_elbo(tiny_vae):
+    from vae_core.objectives import elbo_terms
+    model, params, x = tiny_vae
+    mc = G.mc_elbo(model, params, x, jax.random.PRNGKey(50), 20_000)          # [S, b]
+    analytic = jax.vmap(lambda k: elbo_terms(model, params, x, k)["elbo"])(jax.random.split(jax.random.PRNGKey(51), 20_000))
+    se = np.sqrt(np.var(mc, 0) / mc.shape[0] + np.var(analytic, 0) / analytic.shape[0])
+    assert np.all(np.abs(np.mean(mc, 0) - np.mean(analytic, 0)) < Z * se)
+    assert np.all(se < 0.1)  # precise enough that a wrong sign or a missing term would be caught

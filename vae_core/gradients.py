@@ -1,0 +1,457 @@
+"""Gradient estimators for expectations under a distribution that depends on the parameters.
+
+The problem:  grad_phi E_{q_phi(z)}[f(z)]  — phi sits in the distribution, so the gradient
+cannot simply move inside the expectation. Two unbiased Monte Carlo answers:
+
+  score function (REINFORCE, BBVI):  E_q[ f(z) grad_phi log q_phi(z) ]
+  pathwise (reparameterization):     E_eps[ grad_phi f(g(eps, phi)) ],  z = g(eps, phi)
+
+This module measures both, in four settings the notebook 03 walks through:
+
+1. The closed-form toy problem f(x) = (x - k)^2, x ~ N(mu, sigma^2), d = mu - k, with the
+   estimators vmapped over many seeds and their variances in closed form
+   (:func:`closed_forms`; d^4 + 14 d^2 + 15, 4, 4 d^2 + 8 sigma^2 at mu = sigma = 1).
+2. A VAE on MNIST: the ELBO gradient for the encoder parameters under each estimator,
+   its variance and signal-to-noise ratio per parameter group (:func:`gradient_moments`,
+   :func:`group_statistics`), and a short training run with each (:func:`train_with_estimator`).
+3. Full-covariance Gaussians z = mu + L eps (:func:`random_full_posterior`,
+   :func:`reference_log_density`, :func:`quadratic_form_gradients`).
+4. A gamma variable, whose sampler JAX differentiates by implicit reparameterization
+   (:func:`gamma_pathwise_estimate`, :func:`gamma_score_estimate`, :func:`gamma_exact_gradient`).
+
+Every estimator returns one estimate per PRNG key; ``jax.vmap`` over keys gives the
+sampling distribution of the estimator, which is what the variances are computed from.
+"""
+from __future__ import annotations
+
+import math
+import time
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from .data import binarize
+from .models import VAE, ModelConfig, Posterior, init_params, sample_posterior, scale_tril
+from .objectives import (decoder_log_likelihood, elbo_terms, posterior_log_density,
+                         standard_normal_log_density)
+
+ESTIMATORS = ("pathwise", "score", "score_loo")
+
+
+# =========================================================================== 1. toy problem
+def quadratic(x, k):
+    """The test function f(x) = (x - k)^2 (elementwise)."""
+    return (x - k) ** 2
+
+
+def gaussian_score(x, mu, sigma):
+    """(d/dmu, d/dsigma) of log N(x; mu, sigma^2), elementwise."""
+    u = (x - mu) / sigma
+    return u / sigma, (u**2 - 1.0) / sigma
+
+
+def _baseline_values(fx, baseline):
+    """fx: [n]. None -> 0; a number -> that constant; 'loo' -> mean of the other n-1 values."""
+    if baseline is None:
+        return jnp.zeros_like(fx)
+    if isinstance(baseline, str):
+        if baseline != "loo":
+            raise ValueError(f"baseline must be None, a number or 'loo', got {baseline!r}")
+        n = fx.shape[0]
+        if n < 2:
+            raise ValueError("a leave-one-out baseline needs n_samples >= 2")
+        return (jnp.sum(fx) - fx) / (n - 1)
+    return jnp.broadcast_to(jnp.asarray(baseline, fx.dtype), fx.shape)
+
+
+def score_function_estimate(key, mu, sigma, k, *, n_samples: int = 1, baseline=None, f=quadratic):
+    """Score-function estimate of grad_(mu, sigma) E_{N(mu, sigma^2)}[f(x, k)] from n_samples draws.
+
+    baseline: None (plain REINFORCE), a constant b (uses f - b; unbiased because
+    E[grad log q] = 0), or 'loo' (each draw's baseline is the mean f of the other draws,
+    which is independent of that draw, so the estimate stays unbiased).
+    Returns [2]: (d/dmu, d/dsigma).
+    """
+    eps = jax.random.normal(key, (n_samples,))
+    x = mu + sigma * eps
+    fx = f(x, k)
+    centred = fx - _baseline_values(fx, baseline)
+    s_mu, s_sigma = gaussian_score(x, mu, sigma)
+    return jnp.stack([jnp.mean(centred * s_mu), jnp.mean(centred * s_sigma)])
+
+
+def pathwise_estimate(key, mu, sigma, k, *, n_samples: int = 1, f=quadratic):
+    """Pathwise estimate: grad of mean f(mu + sigma eps, k) over n_samples eps ~ N(0, 1). Returns [2]."""
+    eps = jax.random.normal(key, (n_samples,))
+    g = jax.grad(lambda m, s: jnp.mean(f(m + s * eps, k)), argnums=(0, 1))(mu, sigma)
+    return jnp.stack(g)
+
+
+def draw_estimates(key, mu, sigma, k, *, estimator: str, n_seeds: int, n_samples: int = 1,
+                   baseline=None, f=quadratic):
+    """n_seeds independent estimates, vmapped over seeds. -> [n_seeds, 2] (d/dmu, d/dsigma).
+
+    estimator: 'pathwise' or 'score' (baseline as in :func:`score_function_estimate`:
+    None, 'loo' or a number; a number is passed as data, so changing it does not recompile).
+    """
+    if estimator not in ("pathwise", "score"):
+        raise ValueError(f"estimator must be 'pathwise' or 'score', got {estimator!r}")
+    if baseline is None or isinstance(baseline, str):
+        kind, b = baseline, 0.0
+    else:
+        kind, b = "const", baseline
+    return _draw(key, jnp.float32(mu), jnp.float32(sigma), jnp.float32(k), jnp.float32(b),
+                 estimator=estimator, n_seeds=n_seeds, n_samples=n_samples, kind=kind, f=f)
+
+
+@partial(jax.jit, static_argnames=("estimator", "n_seeds", "n_samples", "kind", "f"))
+def _draw(key, mu, sigma, k, b, *, estimator, n_seeds, n_samples, kind, f):
+    keys = jax.random.split(key, n_seeds)
+    if estimator == "pathwise":
+        one = partial(pathwise_estimate, mu=mu, sigma=sigma, k=k, n_samples=n_samples, f=f)
+    else:
+        one = partial(score_function_estimate, mu=mu, sigma=sigma, k=k, n_samples=n_samples,
+                      baseline=b if kind == "const" else kind, f=f)
+    return jax.vmap(one)(keys)
+
+
+def closed_forms(k, mu: float = 1.0, sigma: float = 1.0, baseline: float = 0.0) -> dict:
+    """Exact gradients and one-sample estimator variances for f = (x - k)^2, x ~ N(mu, sigma^2).
+
+    With d = mu - k (reference.md gives the mu = sigma = 1 case):
+      grad_mu = 2 d,  grad_sigma = 2 sigma
+      pathwise:  Var_mu = 4 sigma^2,  Var_sigma = 4 d^2 + 8 sigma^2
+      score, constant baseline b:
+        Var_mu = d^4/s^2 + 14 d^2 + 15 s^2 - (2 b (d^2 + 3 s^2) - b^2) / s^2
+        (b = 0: d^4 + 14 d^2 + 15 at sigma = 1; b = E f = d^2 + s^2: 8 d^2 + 10 s^2;
+         the best b = d^2 + 3 s^2: 8 d^2 + 6 s^2)
+        Var_sigma (b = 0) = 2 d^4/s^2 + 60 d^2 + 74 s^2
+    Works elementwise on arrays of k.
+    """
+    d = mu - np.asarray(k, np.float64)
+    s2 = sigma**2
+    b = np.asarray(baseline, np.float64)
+    return {
+        "grad_mu": 2 * d,
+        "grad_sigma": 2 * sigma + 0 * d,
+        "pathwise_var_mu": 4 * s2 + 0 * d,
+        "pathwise_var_sigma": 4 * d**2 + 8 * s2,
+        "score_var_mu": d**4 / s2 + 14 * d**2 + 15 * s2 - (2 * b * (d**2 + 3 * s2) - b**2) / s2,
+        "score_var_sigma": 2 * d**4 / s2 + 60 * d**2 + 74 * s2 if np.all(b == 0) else np.nan * d,
+        "optimal_baseline": d**2 + 3 * s2,
+        "mean_f": d**2 + s2,
+    }
+
+
+def variance_with_error(draws, axis: int = 0):
+    """Sample variance of draws along axis and its standard error sqrt((m4 - var^2) / n).
+
+    m4 is the sample fourth central moment; the formula is the large-n standard error of
+    a sample variance, for any distribution with a finite fourth moment.
+    """
+    x = np.asarray(draws, np.float64)
+    n = x.shape[axis]
+    c = x - x.mean(axis=axis, keepdims=True)
+    var = (c**2).sum(axis=axis) / (n - 1)
+    m4 = (c**4).mean(axis=axis)
+    return var, np.sqrt(np.maximum(m4 - var**2, 0.0) / n)
+
+
+def mean_with_error(draws, axis: int = 0):
+    """Sample mean of draws along axis and its standard error."""
+    x = np.asarray(draws, np.float64)
+    return x.mean(axis=axis), x.std(axis=axis, ddof=1) / math.sqrt(x.shape[axis])
+
+
+# =========================================================================== 2. a VAE's encoder
+def _with_encoder(params, enc):
+    return {"params": {**params["params"], "encoder": enc}}
+
+
+def log_joint(model: VAE, params, z, x):
+    """log p(x, z) = log p(x|z) + log N(z; 0, I). z: [S, b, L], x: [b, D] -> [S, b]."""
+    return decoder_log_likelihood(model, params, z, x) + standard_normal_log_density(z)
+
+
+def mc_elbo(model: VAE, params, x, key, n_samples: int = 1):
+    """The Monte Carlo ELBO integrand log p(x, z) - log q(z|x) at n_samples reparameterized z. -> [S, b]."""
+    post = model.apply(params, x, method=VAE.encode)
+    z = sample_posterior(key, post, n_samples)
+    return log_joint(model, params, z, x) - posterior_log_density(z, post)
+
+
+def encoder_surrogate(model: VAE, params, enc, x, key, estimator: str, n_samples: int = 1):
+    """A scalar whose gradient wrt the encoder parameters ``enc`` is the estimator's ELBO gradient.
+
+    The integrand is the Monte Carlo ELBO f(z) = log p(x, z) - log q(z|x), averaged over the
+    batch x [b, D] and n_samples draws per image.
+      'pathwise':  z = mean + L eps, differentiated through z (and through log q).
+      'score':     (f(z) with z stopped) * log q_phi(z|x); the term E_q[grad log q] = 0 is
+                   left out, as in REINFORCE.
+      'score_loo': as 'score' with f(z_s) - mean_{s' != s} f(z_s') (needs n_samples >= 2).
+    """
+    p = _with_encoder(params, enc)
+    post = model.apply(p, x, method=VAE.encode)
+    if estimator == "pathwise":
+        z = sample_posterior(key, post, n_samples)
+        return jnp.mean(log_joint(model, p, z, x) - posterior_log_density(z, post))
+    if estimator not in ("score", "score_loo"):
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    z = jax.lax.stop_gradient(sample_posterior(key, post, n_samples))
+    log_q = posterior_log_density(z, post)                     # [S, b], depends on enc
+    f = jax.lax.stop_gradient(log_joint(model, p, z, x) - log_q)
+    if estimator == "score_loo":
+        if n_samples < 2:
+            raise ValueError("'score_loo' needs n_samples >= 2")
+        f = f - (jnp.sum(f, 0, keepdims=True) - f) / (n_samples - 1)
+    return jnp.mean(f * log_q)
+
+
+def encoder_gradient(model: VAE, params, x, key, estimator: str = "pathwise", n_samples: int = 1):
+    """One estimate of grad_phi ELBO (batch mean) for the encoder parameters. -> pytree like encoder."""
+    enc = params["params"]["encoder"]
+    return jax.grad(lambda e: encoder_surrogate(model, params, e, x, key, estimator, n_samples))(enc)
+
+
+@partial(jax.jit, static_argnames=("model", "estimator", "n_draws", "n_samples", "chunk"))
+def gradient_moments(model: VAE, params, x, key, *, estimator: str, n_draws: int,
+                     n_samples: int = 1, chunk: int = 16):
+    """Mean and variance, over n_draws independent keys, of each encoder-gradient coordinate.
+
+    Draws are vmapped ``chunk`` at a time inside a lax.scan, and combined with Chan's
+    parallel update, so memory holds only ``chunk`` gradients. n_draws must be a multiple
+    of chunk. Returns (mean tree, variance tree) (variance with ddof = 1).
+    """
+    if n_draws % chunk:
+        raise ValueError(f"n_draws ({n_draws}) must be a multiple of chunk ({chunk})")
+    keys = jax.random.split(key, n_draws).reshape(n_draws // chunk, chunk, -1)
+    one = lambda k: encoder_gradient(model, params, x, k, estimator, n_samples)  # noqa: E731
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, params["params"]["encoder"])
+
+    def step(carry, ks):
+        n, mean, m2 = carry
+        g = jax.vmap(one)(ks)
+        c_mean = jax.tree_util.tree_map(lambda a: jnp.mean(a, 0), g)
+        c_m2 = jax.tree_util.tree_map(lambda a, m: jnp.sum((a - m) ** 2, 0), g, c_mean)
+        tot = n + chunk
+        delta = jax.tree_util.tree_map(lambda cm, m: cm - m, c_mean, mean)
+        mean = jax.tree_util.tree_map(lambda m, dl: m + dl * chunk / tot, mean, delta)
+        m2 = jax.tree_util.tree_map(lambda a, b, dl: a + b + dl**2 * n * chunk / tot, m2, c_m2, delta)
+        return (tot, mean, m2), None
+
+    (n, mean, m2), _ = jax.lax.scan(step, (jnp.zeros((), jnp.float32), zeros, zeros), keys)
+    return mean, jax.tree_util.tree_map(lambda a: a / (n - 1), m2)
+
+
+def parameter_groups(enc_tree, latent_dim: int) -> dict:
+    """Flatten an encoder pytree (gradients, variances, ...) into named groups of coordinates.
+
+    'hidden layers': every Dense/Conv layer before the head; 'mean head' and
+    'log-variance head': the posterior head's kernel and bias columns for the mean and
+    the log-variance; 'off-diagonal head' for a full-covariance posterior.
+    """
+    head = enc_tree["posterior_head"]
+    L = latent_dim
+    hidden = [jnp.ravel(a) for name, sub in enc_tree.items() if name != "posterior_head"
+              for a in jax.tree_util.tree_leaves(sub)]
+    cols = lambda lo, hi: jnp.concatenate([jnp.ravel(head["kernel"][:, lo:hi]),  # noqa: E731
+                                           jnp.ravel(head["bias"][lo:hi])])
+    groups = {"hidden layers": jnp.concatenate(hidden), "mean head": cols(0, L),
+              "log-variance head": cols(L, 2 * L)}
+    if head["bias"].shape[0] > 2 * L:
+        groups["off-diagonal head"] = cols(2 * L, head["bias"].shape[0])
+    return groups
+
+
+def group_statistics(mean_tree, var_tree, latent_dim: int, signal_tree=None) -> dict:
+    """Per parameter group: gradient variance, signal-to-noise ratio and an unbiasedness check.
+
+    For each group (see :func:`parameter_groups`) with one-draw gradient g:
+      'variance':      mean over coordinates of Var[g_j]
+      'total_variance': sum over coordinates (trace of the covariance)
+      'signal':        || E g ||, taken from signal_tree when given (e.g. the precise mean of
+                       the low-variance estimator), else from mean_tree
+      'snr':           signal / sqrt(total_variance): the size of the true gradient relative
+                       to the typical size of one estimate's error
+    Returns {group: {...}} of Python floats.
+    """
+    means = parameter_groups(mean_tree, latent_dim)
+    varis = parameter_groups(var_tree, latent_dim)
+    signals = parameter_groups(signal_tree if signal_tree is not None else mean_tree, latent_dim)
+    out = {}
+    for name in means:
+        tot = float(jnp.sum(varis[name]))
+        sig = float(jnp.linalg.norm(signals[name]))
+        out[name] = {"variance": float(jnp.mean(varis[name])), "total_variance": tot,
+                     "signal": sig, "snr": sig / math.sqrt(tot) if tot > 0 else float("inf"),
+                     "n_params": int(means[name].size)}
+    return out
+
+
+def mean_agreement(mean_a, var_a, mean_b, var_b, latent_dim: int, n_draws: int) -> dict:
+    """||mean_a - mean_b|| divided by the norm the difference would have from sampling noise alone.
+
+    When both estimators are unbiased for the same gradient, the expected squared norm of
+    the difference of their n_draws-sample means is (tr Var_a + tr Var_b) / n_draws, so the
+    ratio is close to 1; a bias shows up as a ratio well above 1. -> {group: ratio}.
+    """
+    ga, gb = parameter_groups(mean_a, latent_dim), parameter_groups(mean_b, latent_dim)
+    va, vb = parameter_groups(var_a, latent_dim), parameter_groups(var_b, latent_dim)
+    out = {}
+    for name in ga:
+        noise = math.sqrt(float(jnp.sum(va[name]) + jnp.sum(vb[name])) / n_draws)
+        out[name] = float(jnp.linalg.norm(ga[name] - gb[name])) / noise if noise > 0 else float("nan")
+    return out
+
+
+# --------------------------------------------------------------------------- training
+def train_with_estimator(model_cfg: ModelConfig, x_train, x_test, *, estimator: str, steps: int,
+                         eval_every: int, batch_size: int = 100, n_samples: int = 1,
+                         learning_rate: float = 1e-3, seed: int = 0) -> dict:
+    """Train a VAE whose encoder gradient comes from ``estimator`` (decoder: always pathwise).
+
+    Each step draws a random minibatch of x_train [n, D] (grey levels, binarized afresh),
+    takes the ELBO gradient (same Monte Carlo integrand log p(x,z) - log q(z|x) for every
+    estimator, see :func:`encoder_surrogate`) and one Adam step. Every eval_every steps
+    the test ELBO (objectives.elbo_terms: analytic KL, one sample) is measured on x_test
+    [m, D] binarized once with a fixed key. Same seed -> same initialisation and batches
+    for every estimator.
+    Returns {'step': [..], 'train_elbo': [..] (mean over the last eval_every steps),
+             'test_elbo': [..], 'seconds': float, 'params': final params, 'model': model}.
+    """
+    if steps % eval_every:
+        raise ValueError(f"steps ({steps}) must be a multiple of eval_every ({eval_every})")
+    key = jax.random.PRNGKey(seed)
+    k_init, k_test, k_train, k_eval = jax.random.split(key, 4)
+    data = jnp.asarray(x_train, jnp.float32)
+    test = binarize(k_test, jnp.asarray(x_test, jnp.float32))
+    model, params = init_params(model_cfg, k_init, data_mean=jnp.mean(data, 0))
+    tx = optax.adam(learning_rate)
+    opt_state = tx.init(params)
+
+    def surrogate(params, x, k):
+        # encoder gradient from the chosen estimator (decoder parameters held fixed in it)
+        enc_part = encoder_surrogate(model, jax.lax.stop_gradient(params), params["params"]["encoder"],
+                                     x, k, estimator, n_samples)
+        # decoder gradient: pathwise log p(x|z) at stopped z (the same z the encoder term used)
+        frozen = jax.lax.stop_gradient(params["params"]["encoder"])
+        post = model.apply(_with_encoder(params, frozen), x, method=VAE.encode)
+        z = sample_posterior(k, post, n_samples)
+        dec_part = jnp.mean(decoder_log_likelihood(model, params, z, x))
+        value = jnp.mean(log_joint(model, params, z, x) - posterior_log_density(z, post))
+        return -(enc_part + dec_part), value
+
+    grad_fn = jax.grad(surrogate, has_aux=True)
+
+    def step(carry, k):
+        params, opt_state = carry
+        k_idx, k_bin, k_z = jax.random.split(k, 3)
+        idx = jax.random.randint(k_idx, (batch_size,), 0, data.shape[0])
+        x = binarize(k_bin, data[idx])
+        grads, value = grad_fn(params, x, k_z)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), value
+
+    @jax.jit
+    def run_chunk(params, opt_state, k, k_ev):
+        (params, opt_state), values = jax.lax.scan(step, (params, opt_state), jax.random.split(k, eval_every))
+        test_elbo = jnp.mean(elbo_terms(model, params, test, k_ev)["elbo"])
+        return params, opt_state, jnp.mean(values), test_elbo
+
+    start = time.perf_counter()
+    hist = {"step": [], "train_elbo": [], "test_elbo": []}
+    n_chunks = steps // eval_every
+    for i, (k, k_ev) in enumerate(zip(jax.random.split(k_train, n_chunks), jax.random.split(k_eval, n_chunks))):
+        params, opt_state, tr, te = run_chunk(params, opt_state, k, k_ev)
+        hist["step"].append((i + 1) * eval_every)
+        hist["train_elbo"].append(float(tr))
+        hist["test_elbo"].append(float(te))
+    hist["seconds"] = time.perf_counter() - start
+    hist["params"], hist["model"] = params, model
+    return hist
+
+
+# =========================================================================== 3. full covariance
+def random_full_posterior(key, dim: int, batch: int = 1, scale: float = 0.5) -> Posterior:
+    """A random full-covariance Posterior (mean, logvar of the Cholesky diagonal, off-diagonals)."""
+    k1, k2, k3 = jax.random.split(key, 3)
+    n_off = dim * (dim - 1) // 2
+    return Posterior(jax.random.normal(k1, (batch, dim)),
+                     scale * jax.random.normal(k2, (batch, dim)),
+                     scale * jax.random.normal(k3, (batch, n_off)))
+
+
+def covariance(post: Posterior):
+    """Sigma = L L^T for each example. -> [batch, L, L]."""
+    L = scale_tril(post)
+    return L @ jnp.swapaxes(L, -1, -2)
+
+
+def reference_log_density(z, post: Posterior):
+    """log N(z; mean, L L^T) by jax.scipy.stats.multivariate_normal (the independent check).
+
+    z: [..., batch, L] -> [..., batch].
+    """
+    cov = covariance(post)
+    f = lambda zb, m, c: jax.scipy.stats.multivariate_normal.logpdf(zb, m, c)  # noqa: E731
+    return jax.vmap(f, in_axes=(-2, 0, 0), out_axes=-1)(z, post.mean, cov)
+
+
+def quadratic_form_gradients(key, post: Posterior, A, n_samples: int):
+    """Pathwise and exact gradients of E_q[z^T A z] wrt (mean, logvar, offdiag) of one posterior.
+
+    E[z^T A z] = mu^T A mu + tr(A L L^T), so d/dmu = (A + A^T) mu and d/dL = (A + A^T) L,
+    restricted to L's free entries (chain rule through L_ii = exp(logvar_i / 2)).
+    post: a batch-1 full-covariance Posterior. Returns (pathwise Posterior, exact Posterior).
+    """
+    S = A + A.T
+
+    def mc(p):
+        z = sample_posterior(key, p, n_samples)[:, 0]            # [n, L]
+        return jnp.mean(jnp.einsum("ni,ij,nj->n", z, A, z))
+
+    path = jax.grad(mc)(post)
+    L = scale_tril(post)[0]
+    G = S @ L
+    rows, cols = jnp.tril_indices(L.shape[0], k=-1)
+    exact = Posterior((S @ post.mean[0])[None],
+                      (jnp.diag(G) * 0.5 * jnp.diag(L))[None], G[rows, cols][None])
+    return path, exact
+
+
+# =========================================================================== 4. gamma
+def gamma_pathwise_estimate(key, alpha, k, *, n_samples: int = 1, f=quadratic):
+    """Pathwise d/dalpha E_{Gamma(alpha, 1)}[f(z, k)] through jax.random.gamma's implicit gradient."""
+    return jax.grad(lambda a: jnp.mean(f(jax.random.gamma(key, a, (n_samples,)), k)))(alpha)
+
+
+def gamma_score_estimate(key, alpha, k, *, n_samples: int = 1, f=quadratic):
+    """Score-function d/dalpha E[f(z, k)]: f(z) (log z - digamma(alpha)), z ~ Gamma(alpha, 1)."""
+    z = jax.random.gamma(key, alpha, (n_samples,))
+    return jnp.mean(f(z, k) * (jnp.log(z) - jax.scipy.special.digamma(alpha)))
+
+
+def gamma_exact_gradient(alpha, k):
+    """d/dalpha E[(z - k)^2] for z ~ Gamma(alpha, 1): E = alpha + (alpha - k)^2, so 1 + 2 (alpha - k)."""
+    return 1.0 + 2.0 * (alpha - k)
+
+
+@partial(jax.jit, static_argnames=("estimator", "n_seeds", "n_samples", "f"))
+def draw_gamma_estimates(key, alpha, k, *, estimator: str, n_seeds: int, n_samples: int = 1, f=quadratic):
+    """n_seeds independent gamma-gradient estimates ('pathwise' or 'score'), vmapped. -> [n_seeds]."""
+    fn = {"pathwise": gamma_pathwise_estimate, "score": gamma_score_estimate}[estimator]
+    keys = jax.random.split(key, n_seeds)
+    return jax.vmap(lambda kk: fn(kk, alpha, k, n_samples=n_samples, f=f))(keys)
+
+
+__all__ = [
+    "ESTIMATORS", "quadratic", "gaussian_score", "score_function_estimate", "pathwise_estimate",
+    "draw_estimates", "closed_forms", "variance_with_error", "mean_with_error", "log_joint", "mc_elbo",
+    "encoder_surrogate", "encoder_gradient", "gradient_moments", "parameter_groups",
+    "group_statistics", "mean_agreement", "train_with_estimator", "random_full_posterior",
+    "covariance", "reference_log_density", "quadratic_form_gradients", "gamma_pathwise_estimate",
+    "gamma_score_estimate", "gamma_exact_gradient", "draw_gamma_estimates",
+]

@@ -7,8 +7,10 @@ from vae_core import plots  # noqa: E402
 
 
 def test_tile_images_layout():
-    canvas = plots.tile_images(np.zeros((5, 784)), ncols=3)
+    canvas = plots.tile_images(np.ones((5, 784)), ncols=3)
     assert canvas.shape == (2 * 29 - 1, 3 * 29 - 1)
+    assert canvas[28, :].max() == 0 and canvas[:, 28].max() == 0  # gaps are background
+    assert canvas[:28, :28].min() == 1 and canvas[29:, 58:].max() == 0  # the missing 6th tile is empty
 
 
 def test_figures_have_labels_and_save(tmp_path, monkeypatch):

@@ -1,0 +1,297 @@
+"""Latent explorers: render functions, PNG encoding, slider wiring and input checks.
+
+Tiny untrained models (init_params, no training): a decoder's cost and shapes do not
+depend on training, and an untrained decoder still maps different codes to different
+images.
+"""
+from __future__ import annotations
+
+import io
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+
+from vae_core.models import ModelConfig, init_params
+from vae_core.widgets import (DISPLAY_PX, Interpolator, LatentPad, LatentSliders, TraversalExplorer,
+                              decode_images, to_png, upscale)
+
+
+def _model(latent_dim=4, image_shape=(28, 28), seed=0, **kw):
+    return init_params(ModelConfig(latent_dim=latent_dim, hidden=(16,), image_shape=image_shape, **kw),
+                       jax.random.key(seed))
+
+
+@pytest.fixture(scope="module")
+def small():
+    return _model(4)
+
+
+@pytest.fixture(scope="module")
+def images():
+    rng = np.random.default_rng(0)
+    return rng.random((3, 784), dtype=np.float32)
+
+
+def _png_array(png: bytes) -> np.ndarray:
+    return np.asarray(PILImage.open(io.BytesIO(png)))
+
+
+# ---------------------------------------------------------------------------- rendering helpers
+def test_upscale_is_nearest_neighbour():
+    a = np.array([[0, 1], [2, 3]], np.uint8)
+    up = upscale(a, 3)
+    assert up.shape == (6, 6)
+    assert np.all(up[:3, :3] == 0) and np.all(up[3:, 3:] == 3) and up[0, 5] == 1
+    with pytest.raises(ValueError, match="positive"):
+        upscale(a, 0)
+    with pytest.raises(ValueError, match="2-d"):
+        upscale(np.zeros(4), 2)
+
+
+def test_to_png_roundtrip_scale_invert_and_clip():
+    img = np.zeros((28, 28), np.float32)
+    img[0, 0] = 1.0
+    img[27, 27] = 2.0  # clipped to 1
+    img[5, 5] = -1.0  # clipped to 0
+    arr = _png_array(to_png(img, display_px=168, invert=False))
+    assert arr.shape == (168, 168) and arr.dtype == np.uint8  # factor 6
+    # pixel (i, j) becomes the 6x6 block starting at (6i, 6j)
+    assert np.all(arr[:6, :6] == 255) and arr[6, 6] == 0  # (0, 0) is 1; (1, 1) is 0
+    assert np.all(arr[30:36, 30:36] == 0) and np.all(arr[-6:, -6:] == 255)  # -1 -> 0, 2 -> 1
+    inv = _png_array(to_png(img, display_px=168, invert=True))
+    assert np.array_equal(inv, 255 - arr)
+    # non-square: longer side ~ display_px, integer factor
+    assert _png_array(to_png(np.full((20, 40), 0.5), display_px=160)).shape == (80, 160)
+    with pytest.raises(ValueError, match="2-d"):
+        to_png(np.zeros(784))
+    with pytest.raises(ValueError, match="NaN"):
+        to_png(np.full((4, 4), np.nan))
+
+
+def test_decode_images_shapes_and_range(small):
+    model, params = small
+    one = decode_images(model, params, np.zeros(4))
+    many = decode_images(model, params, np.random.default_rng(1).normal(size=(5, 4)))
+    assert one.shape == (28, 28) and many.shape == (5, 28, 28)
+    assert many.min() >= 0 and many.max() <= 1
+    with pytest.raises(ValueError, match="latent codes of size 4"):
+        decode_images(model, params, np.zeros(3))
+
+
+# ---------------------------------------------------------------------------- LatentSliders
+def test_latent_sliders_render(small):
+    model, params = small
+    ls = LatentSliders(model, params)
+    a = ls.render(np.zeros(4))
+    b = ls.render(np.array([3.0, -3.0, 2.0, 0.0]))
+    assert a.shape == (28, 28) and a.dtype == np.float32
+    assert 0 <= a.min() and a.max() <= 1
+    assert not np.allclose(a, b)
+    assert ls.order == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="expected 4 latent values"):
+        ls.render(np.zeros(5))
+
+
+def test_latent_sliders_order_by_kl_and_by_activity(small, images):
+    model, params = small
+    kl = np.array([0.1, 5.0, 0.0, 2.0])
+    ls = LatentSliders(model, params, kl_per_dim=kl)
+    assert ls.order == [1, 3, 0, 2]
+    assert list(ls.sliders) == [1, 3, 0, 2]  # slider widgets follow the ordering
+    assert [s.description for s in ls.sliders.values()] == ["z1", "z3", "z0", "z2"]
+    assert all(s.continuous_update for s in ls.sliders.values())
+    assert LatentSliders(model, params, kl_per_dim=kl, max_sliders=2).order == [1, 3]
+    assert LatentSliders(model, params, order=[2, 0]).order == [2, 0]
+    by_var = LatentSliders(model, params, x_data=images)
+    var = by_var.activity
+    assert by_var.order == list(np.argsort(-var, kind="stable"))
+    assert var[by_var.order[0]] >= var[by_var.order[-1]]
+
+
+def test_latent_sliders_bad_inputs(small):
+    model, params = small
+    with pytest.raises(ValueError, match=r"kl_per_dim must have shape \[4\]"):
+        LatentSliders(model, params, kl_per_dim=np.ones(3))
+    with pytest.raises(ValueError, match="order must list distinct"):
+        LatentSliders(model, params, order=[0, 0])
+    with pytest.raises(ValueError, match="order must list distinct"):
+        LatentSliders(model, params, order=[4])
+    with pytest.raises(ValueError, match="value_range"):
+        LatentSliders(model, params, value_range=(1, -1))
+    with pytest.raises(ValueError, match="x_start has 100 pixels"):
+        LatentSliders(model, params, x_start=np.zeros(100))
+    with pytest.raises(ValueError, match="pixel values must lie in"):
+        LatentSliders(model, params, x_start=np.full(784, 3.0))
+
+
+def test_slider_change_changes_image_bytes(small):
+    model, params = small
+    ls = LatentSliders(model, params)
+    before = ls.image.value
+    assert before[:8] == b"\x89PNG\r\n\x1a\n"
+    assert _png_array(before).shape == (DISPLAY_PX, DISPLAY_PX)
+    ls.sliders[2].value = 2.5
+    after = ls.image.value
+    assert after != before
+    assert ls.values[2] == pytest.approx(2.5)
+    assert after == to_png(ls.render(ls.values))  # the widget shows exactly render()'s image
+    ls.sliders[2].value = 0.0
+    assert ls.image.value == before
+
+
+def test_set_from_image_moves_sliders_to_posterior_mean(small, images):
+    from vae_core.evaluate import encode
+
+    model, params = small
+    ls = LatentSliders(model, params, value_range=(-50, 50))
+    ls.widget
+    z = ls.set_from_image(images[0])
+    mean = np.asarray(encode(model, params, images[:1]).mean)[0]
+    np.testing.assert_allclose(z, mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose([ls.sliders[d].value for d in range(4)], mean, rtol=1e-5, atol=1e-6)
+    assert ls.image.value == to_png(ls.render(mean))
+    # an [H, W] image works too; values outside the slider range are clipped
+    narrow = LatentSliders(model, params, value_range=(-1e-3, 1e-3), x_start=images[1].reshape(28, 28))
+    assert np.all(np.abs(narrow.values) <= 1e-3)
+    with pytest.raises(ValueError, match="x has 10 pixels"):
+        ls.set_from_image(np.zeros(10))
+
+
+def test_non_square_images():
+    model, params = _model(3, image_shape=(20, 36))
+    ls = LatentSliders(model, params)
+    assert ls.render(np.ones(3)).shape == (20, 36)
+    assert _png_array(ls.image.value).shape == (20 * 5, 36 * 5)  # 168 / 36 -> factor 5
+    it = Interpolator(model, params, np.zeros(720), np.ones(720), steps=3)
+    assert it.strip().shape == (3, 20, 36)
+
+
+# ---------------------------------------------------------------------------- LatentPad
+def test_latent_pad_render_and_widget():
+    ae, vae = _model(2, seed=1, deterministic=True), _model(2, seed=2)
+    rng = np.random.default_rng(0)
+    codes, labels = rng.normal(size=(500, 2)), rng.integers(0, 10, 500)
+    pad = LatentPad({"AE": ae, "VAE": vae}, codes, labels, max_points=200)
+    assert len(pad.codes) == 200 and len(pad.labels) == 200
+    out = pad.render([0.5, -0.5])
+    assert set(out) == {"AE", "VAE"}
+    assert all(v.shape == (28, 28) and 0 <= v.min() and v.max() <= 1 for v in out.values())
+    assert not np.allclose(out["AE"], out["VAE"])  # different decoders, side by side
+    before = {k: im.value for k, im in pad.images.items()}
+    pad.sliders[0].value = pad.sliders[0].max  # keyboard route
+    assert all(pad.images[k].value != before[k] for k in before)
+    pad.set_z([0.1, 0.2])  # what a click on the scatter does
+    np.testing.assert_allclose(pad.values, [0.1, 0.2], atol=1e-6)
+    assert pad.sliders[1].value == pytest.approx(0.2, abs=1e-6)
+
+
+def test_latent_pad_click_and_drag_events():
+    """Mouse events from the ipympl canvas (press, drag, release) move z."""
+    pad = LatentPad({"VAE": _model(2)}, np.random.default_rng(0).normal(size=(50, 2)), np.zeros(50))
+    pad.widget
+    if pad._canvas is None:
+        pytest.skip("ipympl is not installed: the pad has no clickable canvas")
+
+    class Ev:  # the attributes matplotlib's MouseEvent carries that the pad reads
+        def __init__(self, x, y, ax):
+            self.xdata, self.ydata, self.inaxes = x, y, ax
+
+    pad._on_press(Ev(0.3, 0.4, pad._ax))
+    np.testing.assert_allclose(pad.values, [0.3, 0.4], atol=1e-6)
+    pad._on_move(Ev(-0.2, 0.1, pad._ax))
+    np.testing.assert_allclose(pad.values, [-0.2, 0.1], atol=1e-6)
+    pad._on_release(Ev(None, None, None))
+    pad._on_move(Ev(0.9, 0.9, pad._ax))  # not dragging any more: no change
+    np.testing.assert_allclose(pad.values, [-0.2, 0.1], atol=1e-6)
+    np.testing.assert_allclose(pad._marker.get_xdata(), [-0.2], atol=1e-6)
+
+
+def test_latent_pad_bad_inputs():
+    two, four = _model(2), _model(4)
+    codes, labels = np.zeros((5, 2)), np.zeros(5)
+    with pytest.raises(ValueError, match="2-d latents"):
+        LatentPad({"big": four}, codes, labels)
+    with pytest.raises(ValueError, match=r"codes must have shape \[n, 2\]"):
+        LatentPad({"a": two}, np.zeros((5, 3)), labels)
+    with pytest.raises(ValueError, match="labels must have shape"):
+        LatentPad({"a": two}, codes, np.zeros(4))
+    with pytest.raises(ValueError, match="non-empty dict"):
+        LatentPad({}, codes, labels)
+    with pytest.raises(ValueError, match="pair"):
+        LatentPad({"a": two[0]}, codes, labels)
+    pad = LatentPad({"a": two}, codes, labels)
+    with pytest.raises(ValueError, match=r"z must have shape \[2\]"):
+        pad.render(np.zeros(3))
+
+
+# ---------------------------------------------------------------------------- Interpolator
+def test_interpolator(small, images):
+    from vae_core.evaluate import encode
+
+    model, params = small
+    it = Interpolator(model, params, images[0], images[1], steps=5)
+    means = np.asarray(encode(model, params, images[:2]).mean)
+    np.testing.assert_allclose(it.code(0.0), means[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(it.code(1.0), means[1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(it.code(0.25), 0.75 * means[0] + 0.25 * means[1], rtol=1e-5, atol=1e-6)
+    img = it.render(0.5)
+    assert img.shape == (28, 28) and 0 <= img.min() and img.max() <= 1
+    strip = it.strip()
+    assert strip.shape == (5, 28, 28)
+    np.testing.assert_allclose(strip[2], img, atol=1e-6)
+    it.widget
+    assert it.slider.step == pytest.approx(0.25)
+    before = it.image.value
+    it.slider.value = 1.0
+    assert it.image.value != before
+    with pytest.raises(ValueError, match=r"t must lie in \[0, 1\]"):
+        it.render(1.5)
+    with pytest.raises(ValueError, match="x_b has 783 pixels"):
+        Interpolator(model, params, images[0], images[1][:783])
+    with pytest.raises(ValueError, match="steps"):
+        Interpolator(model, params, images[0], images[1], steps=1)
+
+
+# ---------------------------------------------------------------------------- TraversalExplorer
+def test_traversal_explorer(images):
+    models = {"beta=1": _model(4, seed=3), "beta=4": _model(6, seed=4)}
+    te = TraversalExplorer(models, x_ref=images[0])
+    a = te.render("beta=1", 2, -2.0)
+    b = te.render("beta=1", 2, 2.0)
+    assert a.shape == (28, 28) and not np.allclose(a, b)
+    assert te.traversal("beta=4", 5, 7).shape == (7, 28, 28)
+    # the other dims sit at x_ref's posterior mean
+    from vae_core.evaluate import encode
+    m, p = models["beta=4"]
+    z = np.array(encode(m, p, images[:1]).mean[0])
+    z[1] = 0.5
+    np.testing.assert_allclose(te.render("beta=4", 1, 0.5), decode_images(m, p, z), atol=1e-6)
+    zero = TraversalExplorer(models)  # no x_ref: others at 0
+    np.testing.assert_allclose(zero.render("beta=1", 0, 0.0), decode_images(*models["beta=1"], np.zeros(4)),
+                               atol=1e-6)
+    # widget: model switch adapts the dim slider; value slider changes the image
+    te.widget
+    assert te.dim_slider.max == 3
+    te.dropdown.value = "beta=4"
+    assert te.dim_slider.max == 5
+    before = te.image.value
+    te.value_slider.value = 3.0 if te.value_slider.value < 2.9 else -3.0
+    assert te.image.value != before
+    strip_before = te.strip_image.value
+    te.dim_slider.value = 4
+    assert te.strip_image.value != strip_before
+    with pytest.raises(ValueError, match="unknown model"):
+        te.render("beta=9", 0, 0.0)
+    with pytest.raises(ValueError, match=r"dim must be an integer in \[0, 4\)"):
+        te.render("beta=1", 4, 0.0)
+
+
+def test_traversal_explorer_bad_inputs():
+    with pytest.raises(ValueError, match="same image shape"):
+        TraversalExplorer({"a": _model(2), "b": _model(2, image_shape=(20, 20))})
+    with pytest.raises(ValueError, match="non-empty dict"):
+        TraversalExplorer({})
+    with pytest.raises(ValueError, match="x_ref has 5 pixels"):
+        TraversalExplorer({"a": _model(2)}, x_ref=np.zeros(5))

@@ -1,0 +1,717 @@
+"""Interactive latent-space explorers for a trained decoder (ipywidgets).
+
+Four explorers, each built the same way:
+
+* a plain ``render(...)`` method that maps the widget's values to decoded image(s)
+  ``[H, W]`` floats in [0, 1] -- no widget, no display needed, so tests and ordinary
+  notebook cells can call it;
+* a ``.widget`` (an ipywidgets container) whose callbacks call ``render`` and push the
+  result as PNG bytes into an ``ipywidgets.Image``. No matplotlib figure is created per
+  event; the decoder is jitted once per model (:func:`vae_core.evaluate.decode`) and
+  compiled when the explorer is built, so every slider event costs one small decoder
+  call plus a PNG encode (about a millisecond for a 784-400-20 MLP on CPU; see
+  ``benchmarks/widget_latency.py``). Sliders therefore use ``continuous_update=True``.
+
+Explorers:
+
+``LatentSliders``     one slider per latent dimension, ordered by use; encode-then-edit.
+``LatentPad``         click / drag on a scatter of 2-d codes; several models side by side.
+``Interpolator``      slide t in [0, 1] between the codes of two images.
+``TraversalExplorer`` pick a model, a latent dimension and its value.
+
+Images are shown ink-dark on white (``invert=True``, like the ``gray_r`` colour map
+that :mod:`vae_core.plots` uses) and upscaled by nearest neighbour to about
+``display_px`` pixels on their longer side, so a 28x28 digit stays sharp and visible.
+"""
+from __future__ import annotations
+
+import io
+from typing import Mapping, Sequence
+
+import jax
+import numpy as np
+
+from .evaluate import check_images, decode as _decode, encode as _encode
+
+DISPLAY_PX = 168
+
+__all__ = ["to_png", "upscale", "decode_images", "LatentSliders", "LatentPad", "Interpolator",
+           "TraversalExplorer", "DISPLAY_PX"]
+
+
+# ----------------------------------------------------------------------------- rendering
+def upscale(image, factor: int) -> np.ndarray:
+    """Nearest-neighbour upscaling: image [H, W] -> [H*factor, W*factor] (same dtype)."""
+    image = np.asarray(image)
+    if image.ndim != 2:
+        raise ValueError(f"image must be 2-d [H, W], got shape {image.shape}")
+    factor = int(factor)
+    if factor < 1:
+        raise ValueError(f"factor must be a positive integer, got {factor}")
+    if factor == 1:
+        return image
+    return np.repeat(np.repeat(image, factor, axis=0), factor, axis=1)
+
+
+def _scale_for(shape, display_px: int) -> int:
+    return max(1, int(round(display_px / max(shape))))
+
+
+def to_png(image, *, display_px: int = DISPLAY_PX, invert: bool = True) -> bytes:
+    """Encode one grey image [H, W] with values in [0, 1] as PNG bytes.
+
+    The image is clipped to [0, 1], optionally inverted (dark ink on white paper) and
+    upscaled by an integer factor (nearest neighbour) so its longer side is about
+    display_px pixels. Returns the bytes of an 8-bit greyscale PNG.
+    """
+    from PIL import Image as PILImage  # Pillow ships with matplotlib
+
+    img = np.asarray(image, dtype=np.float32)
+    if img.ndim != 2:
+        raise ValueError(f"image must be 2-d [H, W], got shape {img.shape}")
+    if not np.all(np.isfinite(img)):
+        raise ValueError("image contains NaN or inf values")
+    img = np.clip(img, 0.0, 1.0)
+    if invert:
+        img = 1.0 - img
+    u8 = np.round(img * 255.0).astype(np.uint8)
+    u8 = upscale(u8, _scale_for(u8.shape, display_px))
+    buf = io.BytesIO()
+    PILImage.fromarray(u8, mode="L").save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def decode_images(model, params, z) -> np.ndarray:
+    """Decode codes z [n, L] (or one code [L]) to images [n, H, W] (or [H, W]) in [0, 1].
+
+    Uses the jitted :func:`vae_core.evaluate.decode` (compiled once per model and batch
+    size); a Gaussian decoder's means are clipped to [0, 1] for display.
+    """
+    z = np.asarray(z, dtype=np.float32)
+    single = z.ndim == 1
+    z2 = z[None] if single else z
+    L = model.cfg.latent_dim
+    if z2.ndim != 2 or z2.shape[1] != L:
+        raise ValueError(f"expected latent codes of size {L} (shape [{L}] or [n, {L}]), got shape {z.shape}")
+    if not np.all(np.isfinite(z2)):
+        raise ValueError("latent codes contain NaN or inf values")
+    pixels = np.asarray(_decode(model, params, z2))
+    images = np.clip(pixels, 0.0, 1.0).reshape(len(z2), *model.cfg.image_shape)
+    return images[0] if single else images
+
+
+def _posterior_mean(model, params, x, name: str) -> np.ndarray:
+    """Posterior mean [L] of one image x [D] (a flat vector or an [H, W] image)."""
+    x = np.asarray(x, dtype=np.float32)
+    D = model.cfg.input_dim
+    if x.size != D:
+        raise ValueError(f"{name} has {x.size} pixels but the model expects {D} "
+                         f"(image shape {model.cfg.image_shape})")
+    flat = x.reshape(1, D)
+    check_images(flat, name, D)
+    return np.array(_encode(model, params, flat).mean[0], dtype=np.float32)  # writable copy
+
+
+def _check_model_pair(name: str, pair) -> tuple:
+    try:
+        model, params = pair
+    except (TypeError, ValueError):
+        raise ValueError(f"models[{name!r}] must be a (model, params) pair") from None
+    if not hasattr(model, "cfg"):
+        raise ValueError(f"models[{name!r}][0] must be a vae_core VAE module, got {type(model).__name__}")
+    return model, params
+
+
+def _image_widget(display_px: int, shape):
+    import ipywidgets as W
+
+    s = _scale_for(shape, display_px)
+    img = W.Image(format="png", width=shape[1] * s, height=shape[0] * s,
+                  layout=W.Layout(border="1px solid #ccc", margin="2px"))
+    img.add_class("vae-decoded-image")  # a stable CSS hook (tests/test_browser.py)
+    return img
+
+
+def _captioned(image_widget, caption: str):
+    import ipywidgets as W
+
+    return W.VBox([W.HTML(f"<b>{caption}</b>"), image_widget],
+                  layout=W.Layout(align_items="center", margin="0 6px"))
+
+
+# ----------------------------------------------------------------------------- sliders
+class LatentSliders:
+    """One slider per latent dimension of a decoder, ordered by how much it is used.
+
+    model, params:  a trained (or initialised) vae_core VAE.
+    order:          optional sequence of latent indices to show, top first (a subset or a
+                    permutation of range(L)); dims not shown stay at their start value.
+    value_range:    (low, high) of every slider (prior N(0, 1) -> (-3, 3) covers 99.7%).
+    x_start:        optional image [D] whose posterior mean is the starting code.
+    kl_per_dim:     optional [L] average KL per dimension (e.g. history['test_kl_per_dim'][-1]);
+                    sliders are then ordered by KL, largest first, and the KL is shown.
+    x_data:         optional images [n, D]; without kl_per_dim, order by the variance of
+                    their posterior means (Burda et al.'s activity), largest first.
+    max_sliders:    show only the first max_sliders dims of the ordering.
+    key:            PRNG key for the "sample z ~ N(0, I)" button.
+
+    ``render(values [L]) -> image [H, W]``; ``set_from_image(x [D])`` moves the sliders to
+    x's posterior mean (values outside value_range are clipped to it); ``.widget``.
+    """
+
+    def __init__(self, model, params, order: Sequence[int] | None = None, value_range=(-3.0, 3.0),
+                 x_start=None, kl_per_dim=None, *, x_data=None, max_sliders: int | None = None,
+                 key: jax.Array | None = None, display_px: int = DISPLAY_PX, invert: bool = True,
+                 step: float = 0.05):
+        self.model, self.params = model, params
+        self.latent_dim = L = model.cfg.latent_dim
+        self.image_shape = tuple(model.cfg.image_shape)
+        lo, hi = (float(v) for v in value_range)
+        if not lo < hi:
+            raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
+        self.value_range = (lo, hi)
+        self.kl_per_dim = None
+        if kl_per_dim is not None:
+            kl = np.asarray(kl_per_dim, dtype=np.float64)
+            if kl.shape != (L,):
+                raise ValueError(f"kl_per_dim must have shape [{L}] (one value per latent dim), got "
+                                 f"{kl.shape}; from a training history use history['test_kl_per_dim'][-1]")
+            self.kl_per_dim = kl
+        self.order = self._ordering(order, x_data)
+        if max_sliders is not None:
+            if int(max_sliders) < 1:
+                raise ValueError(f"max_sliders must be >= 1, got {max_sliders}")
+            self.order = self.order[: int(max_sliders)]
+        self.display_px, self.invert, self.step = display_px, invert, float(step)
+        self._key = jax.random.key(0) if key is None else key
+        self._z = np.zeros(L, np.float32)
+        if x_start is not None:
+            self._z = self._clip(_posterior_mean(model, params, x_start, "x_start"))
+        self._widget = None
+        self._hold = False
+        self.render(self._z)  # compiles the decoder now, not on the first slider event
+
+    # -- plain functions ------------------------------------------------------
+    def _ordering(self, order, x_data) -> list[int]:
+        L = self.latent_dim
+        if order is not None:
+            order = [int(i) for i in order]
+            if not order or len(set(order)) != len(order) or not all(0 <= i < L for i in order):
+                raise ValueError(f"order must list distinct latent indices in [0, {L}), got {order}")
+            return order
+        if self.kl_per_dim is not None:
+            return [int(i) for i in np.argsort(-self.kl_per_dim, kind="stable")]
+        if x_data is not None:
+            x_data = np.asarray(x_data, dtype=np.float32)
+            check_images(x_data, "x_data", self.model.cfg.input_dim)
+            var = np.asarray(_encode(self.model, self.params, x_data).mean).var(axis=0)
+            self.activity = var
+            return [int(i) for i in np.argsort(-var, kind="stable")]
+        return list(range(L))
+
+    def _clip(self, z) -> np.ndarray:
+        return np.clip(np.asarray(z, np.float32), *self.value_range)
+
+    def _check_values(self, values) -> np.ndarray:
+        z = np.asarray(values, dtype=np.float32)
+        if z.shape != (self.latent_dim,):
+            raise ValueError(f"expected {self.latent_dim} latent values (shape [{self.latent_dim}]), "
+                             f"got shape {z.shape}")
+        return z
+
+    def render(self, values) -> np.ndarray:
+        """Decode one code values [L] -> image [H, W] floats in [0, 1]."""
+        return decode_images(self.model, self.params, self._check_values(values))
+
+    def render_png(self, values) -> bytes:
+        """PNG bytes of :meth:`render` (upscaled, inverted as configured)."""
+        return to_png(self.render(values), display_px=self.display_px, invert=self.invert)
+
+    @property
+    def values(self) -> np.ndarray:
+        """The current code [L] (a copy)."""
+        return self._z.copy()
+
+    def set_values(self, values) -> None:
+        """Put the code at values [L] (clipped to value_range) and refresh the widget once."""
+        self._z = self._clip(self._check_values(values))
+        self._sync_widget()
+
+    def set_from_image(self, x) -> np.ndarray:
+        """Encode x [D] and put the sliders at its posterior mean (clipped); returns that code [L]."""
+        z = _posterior_mean(self.model, self.params, x, "x")
+        self.set_values(z)
+        return self.values
+
+    # -- widget -----------------------------------------------------------------
+    @property
+    def widget(self):
+        """The ipywidgets container (built on first access)."""
+        if self._widget is None:
+            self._widget = self._build()
+        return self._widget
+
+    @property
+    def sliders(self) -> dict:
+        """{latent index: FloatSlider} of the shown dims."""
+        self.widget
+        return self._sliders
+
+    @property
+    def image(self):
+        """The ipywidgets.Image showing the decoded code."""
+        self.widget
+        return self._image
+
+    def _label(self, d: int) -> str:
+        return f"z{d}"
+
+    def _build(self):
+        import ipywidgets as W
+
+        lo, hi = self.value_range
+        self._sliders = {}
+        rows = []
+        for d in self.order:
+            tip = f"latent dimension {d}"
+            if self.kl_per_dim is not None:
+                tip += f", average KL {self.kl_per_dim[d]:.2f} nats"
+            s = W.FloatSlider(value=float(self._z[d]), min=lo, max=hi, step=self.step,
+                              description=self._label(d), description_allow_html=False,
+                              continuous_update=True, readout_format=".2f", tooltip=tip,
+                              style={"description_width": "36px"},
+                              layout=W.Layout(width="300px"))
+            s.observe(self._on_slider, names="value")
+            s.add_class("vae-latent-slider")
+            self._sliders[d] = s
+            if self.kl_per_dim is not None:
+                rows.append(W.HBox([s, W.HTML(f"<small>KL {self.kl_per_dim[d]:.2f}</small>")]))
+            else:
+                rows.append(s)
+        self._image = _image_widget(self.display_px, self.image_shape)
+        self._image.value = self.render_png(self._z)
+        zero = W.Button(description="all zero", tooltip="set every latent to 0 (the prior mean)",
+                        layout=W.Layout(width="96px"))
+        zero.on_click(lambda _: self.set_values(np.zeros(self.latent_dim)))
+        sample = W.Button(description="sample z", tooltip="draw z ~ N(0, I) (clipped to the slider range)",
+                          layout=W.Layout(width="96px"))
+        sample.on_click(lambda _: self._sample())
+        ordering = ("ordered by KL, largest first" if self.kl_per_dim is not None else
+                    "ordered by posterior-mean variance" if hasattr(self, "activity") else
+                    "in index order" if list(self.order) == list(range(self.latent_dim)) else "in the given order")
+        head = W.HTML(f"<small>{len(self.order)} of {self.latent_dim} latent dims, {ordering}</small>")
+        side = W.VBox([self._image, W.HBox([zero, sample])], layout=W.Layout(align_items="center"))
+        box = W.VBox(rows, layout=W.Layout(max_height="460px", overflow="auto", padding="0 8px 0 0"))
+        return W.VBox([head, W.HBox([box, side])])
+
+    def _sample(self) -> None:
+        self._key, sub = jax.random.split(self._key)
+        self.set_values(self._clip(jax.random.normal(sub, (self.latent_dim,))))
+
+    def _on_slider(self, change) -> None:
+        if self._hold:
+            return
+        owner = change["owner"]
+        for d, s in self._sliders.items():
+            if s is owner:
+                self._z[d] = change["new"]
+                break
+        self._image.value = self.render_png(self._z)
+
+    def _sync_widget(self) -> None:
+        if self._widget is None:
+            return
+        self._hold = True  # one decode for the whole update, not one per slider
+        try:
+            for d, s in self._sliders.items():
+                s.value = float(self._z[d])
+        finally:
+            self._hold = False
+        self._image.value = self.render_png(self._z)
+
+
+# ----------------------------------------------------------------------------- 2-d pad
+class LatentPad:
+    """Click or drag on a scatter of 2-d codes; every model decodes the picked z.
+
+    models: {name: (model, params)}, each with latent_dim == 2 (e.g. {'AE': ..., 'VAE': ...}).
+    codes:  [n, 2] codes to draw (e.g. test-set posterior means of one model).
+    labels: [n] integer labels colouring the points (digits 0-9).
+    max_points: at most this many points are drawn (a fixed random subset, key-chosen).
+
+    ``render(z [2]) -> {name: image [H, W]}``; ``.widget`` holds the clickable scatter
+    (an ipympl canvas; drag with the mouse button held) and two sliders z1, z2 as the
+    keyboard route (focus a slider, then arrow keys).
+    """
+
+    def __init__(self, models: Mapping[str, tuple], codes, labels, *, max_points: int = 3000,
+                 key: jax.Array | None = None, display_px: int = 140, invert: bool = True,
+                 title: str | None = None):
+        if not isinstance(models, Mapping) or not models:
+            raise ValueError("models must be a non-empty dict {name: (model, params)}")
+        self.models = {str(n): _check_model_pair(n, p) for n, p in models.items()}
+        for name, (m, _) in self.models.items():
+            if m.cfg.latent_dim != 2:
+                raise ValueError(f"LatentPad needs 2-d latents; model {name!r} has latent_dim={m.cfg.latent_dim}")
+        codes = np.asarray(codes, dtype=np.float32)
+        if codes.ndim != 2 or codes.shape[1] != 2 or len(codes) == 0:
+            raise ValueError(f"codes must have shape [n, 2] with n >= 1, got {codes.shape}")
+        if not np.all(np.isfinite(codes)):
+            raise ValueError("codes contain NaN or inf values")
+        labels = np.asarray(labels)
+        if labels.shape != (len(codes),):
+            raise ValueError(f"labels must have shape [{len(codes)}] (one per code), got {labels.shape}")
+        if len(codes) > max_points:
+            key = jax.random.key(0) if key is None else key
+            keep = np.asarray(jax.random.choice(key, len(codes), (max_points,), replace=False))
+            codes, labels = codes[keep], labels[keep]
+        self.codes, self.labels = codes, labels
+        lo, hi = codes.min(axis=0), codes.max(axis=0)
+        pad = 0.05 * np.maximum(hi - lo, 1e-3)
+        self.bounds = (lo - pad, hi + pad)  # ([2], [2]) limits of the pad and sliders
+        self.display_px, self.invert, self.title = display_px, invert, title
+        self._z = np.zeros(2, np.float32)
+        self._widget = None
+        self._dragging = False
+        self._hold = False
+        self.render(self._z)  # compile every decoder now
+
+    def render(self, z) -> dict[str, np.ndarray]:
+        """Decode z [2] with every model -> {name: image [H, W] in [0, 1]}."""
+        z = np.asarray(z, dtype=np.float32)
+        if z.shape != (2,):
+            raise ValueError(f"z must have shape [2], got {z.shape}")
+        return {name: decode_images(m, p, z) for name, (m, p) in self.models.items()}
+
+    def render_png(self, z) -> dict[str, bytes]:
+        return {n: to_png(img, display_px=self.display_px, invert=self.invert)
+                for n, img in self.render(z).items()}
+
+    @property
+    def values(self) -> np.ndarray:
+        return self._z.copy()
+
+    def set_z(self, z) -> None:
+        """Move the picked point to z [2] (clipped to the pad) and redraw the decoded images."""
+        z = np.asarray(z, dtype=np.float32)
+        if z.shape != (2,):
+            raise ValueError(f"z must have shape [2], got {z.shape}")
+        self._z = np.clip(z, self.bounds[0], self.bounds[1]).astype(np.float32)
+        if self._widget is None:
+            return
+        self._hold = True
+        try:
+            self._sliders[0].value, self._sliders[1].value = float(self._z[0]), float(self._z[1])
+        finally:
+            self._hold = False
+        self._refresh()
+
+    @property
+    def widget(self):
+        if self._widget is None:
+            self._widget = self._build()
+        return self._widget
+
+    @property
+    def sliders(self):
+        self.widget
+        return self._sliders
+
+    @property
+    def images(self) -> dict:
+        """{name: ipywidgets.Image}."""
+        self.widget
+        return self._images
+
+    def _build(self):
+        import ipywidgets as W
+
+        self._sliders = []
+        for i in range(2):
+            lo, hi = float(self.bounds[0][i]), float(self.bounds[1][i])
+            s = W.FloatSlider(value=float(np.clip(self._z[i], lo, hi)), min=lo, max=hi,
+                              step=(hi - lo) / 200, description=f"z{i + 1}", continuous_update=True,
+                              readout_format=".2f", style={"description_width": "30px"},
+                              layout=W.Layout(width="320px"))
+            s.observe(self._on_slider, names="value")
+            self._sliders.append(s)
+        self._z = np.array([s.value for s in self._sliders], np.float32)
+        self._images = {}
+        panels = []
+        pngs = self.render_png(self._z)
+        for name, (m, _) in self.models.items():
+            img = _image_widget(self.display_px, m.cfg.image_shape)
+            img.value = pngs[name]
+            self._images[name] = img
+            panels.append(_captioned(img, name))
+        self._canvas = self._make_canvas()
+        hint = W.HTML("<small>click or drag on the scatter to pick z; or focus a slider and use the arrow keys</small>")
+        right = W.VBox([W.HBox(panels), *self._sliders, hint])
+        left = [self._canvas] if self._canvas is not None else [self._static_scatter()]
+        return W.HBox([*left, right], layout=W.Layout(align_items="center"))
+
+    def _scatter_figure(self):
+        from matplotlib.figure import Figure
+
+        from .plots import scatter_latents
+
+        fig = Figure(figsize=(4.4, 3.8), dpi=80)
+        ax = fig.add_subplot()
+        scatter_latents(self.codes, self.labels, ax=ax, title=self.title or "click or drag to pick z")
+        ax.set_xlim(self.bounds[0][0], self.bounds[1][0])
+        ax.set_ylim(self.bounds[0][1], self.bounds[1][1])
+        (self._marker,) = ax.plot([self._z[0]], [self._z[1]], marker="x", ms=12, mew=3, color="k", zorder=5)
+        self._ax = ax
+        fig.tight_layout()
+        return fig
+
+    def _make_canvas(self):
+        """An ipympl canvas widget of the scatter wired to mouse events; None without ipympl."""
+        try:
+            from ipympl.backend_nbagg import Canvas, FigureManager
+        except Exception:  # ipympl missing: static scatter, sliders only
+            return None
+        fig = self._scatter_figure()
+        canvas = Canvas(fig)
+        self._manager = FigureManager(canvas, 0)
+        canvas.header_visible = False
+        canvas.footer_visible = False
+        canvas.toolbar_visible = False
+        canvas.resizable = False
+        canvas.capture_scroll = False
+        canvas.mpl_connect("button_press_event", self._on_press)
+        canvas.mpl_connect("motion_notify_event", self._on_move)
+        canvas.mpl_connect("button_release_event", self._on_release)
+        return canvas
+
+    def _static_scatter(self):
+        import ipywidgets as W
+
+        fig = self._scatter_figure()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        return W.Image(value=buf.getvalue(), format="png")
+
+    def _on_press(self, event) -> None:
+        if event.inaxes is self._ax and event.xdata is not None:
+            self._dragging = True
+            self.set_z([event.xdata, event.ydata])
+
+    def _on_move(self, event) -> None:
+        if self._dragging and event.inaxes is self._ax and event.xdata is not None:
+            self.set_z([event.xdata, event.ydata])
+
+    def _on_release(self, event) -> None:
+        self._dragging = False
+
+    def _on_slider(self, change) -> None:
+        if self._hold:
+            return
+        self._z = np.array([s.value for s in self._sliders], np.float32)
+        self._refresh()
+
+    def _refresh(self) -> None:
+        for name, png in self.render_png(self._z).items():
+            self._images[name].value = png
+        if getattr(self, "_marker", None) is not None:
+            self._marker.set_data([self._z[0]], [self._z[1]])
+            if self._canvas is not None:
+                self._canvas.draw_idle()
+
+
+# ----------------------------------------------------------------------------- interpolation
+class Interpolator:
+    """Decode (1 - t) z_a + t z_b, the path between the posterior means of two images.
+
+    x_a, x_b: images [D] (or [H, W]). steps: number of slider positions from t=0 to t=1
+    (and the length of the strip under the slider). ``render(t) -> image [H, W]``;
+    ``strip() -> images [steps, H, W]``; ``.widget`` shows x_a, the decoded point, x_b.
+    """
+
+    def __init__(self, model, params, x_a, x_b, steps: int = 11, *, display_px: int = DISPLAY_PX,
+                 invert: bool = True):
+        if int(steps) < 2:
+            raise ValueError(f"steps must be >= 2 (t=0 and t=1), got {steps}")
+        self.model, self.params, self.steps = model, params, int(steps)
+        self.image_shape = tuple(model.cfg.image_shape)
+        self.x_a = np.asarray(x_a, np.float32).reshape(-1)
+        self.x_b = np.asarray(x_b, np.float32).reshape(-1)
+        self.z_a = _posterior_mean(model, params, x_a, "x_a")  # [L]
+        self.z_b = _posterior_mean(model, params, x_b, "x_b")  # [L]
+        self.display_px, self.invert = display_px, invert
+        self._widget = None
+        self.render(0.0)
+
+    def code(self, t: float) -> np.ndarray:
+        """The interpolated code (1 - t) z_a + t z_b -> [L]."""
+        t = float(t)
+        if not 0.0 <= t <= 1.0:
+            raise ValueError(f"t must lie in [0, 1], got {t}")
+        return ((1.0 - t) * self.z_a + t * self.z_b).astype(np.float32)
+
+    def render(self, t: float) -> np.ndarray:
+        """Decoded image [H, W] in [0, 1] at position t of the path."""
+        return decode_images(self.model, self.params, self.code(t))
+
+    def strip(self) -> np.ndarray:
+        """Decoded images [steps, H, W] at t = 0, 1/(steps-1), ..., 1."""
+        z = np.stack([self.code(t) for t in np.linspace(0.0, 1.0, self.steps)])
+        return decode_images(self.model, self.params, z)
+
+    @property
+    def widget(self):
+        if self._widget is None:
+            self._widget = self._build()
+        return self._widget
+
+    def _build(self):
+        import ipywidgets as W
+
+        self.slider = W.FloatSlider(value=0.0, min=0.0, max=1.0, step=1.0 / (self.steps - 1),
+                                    description="t", continuous_update=True, readout_format=".2f",
+                                    style={"description_width": "20px"}, layout=W.Layout(width="420px"))
+        self.image = _image_widget(self.display_px, self.image_shape)
+        self.image.value = to_png(self.render(0.0), display_px=self.display_px, invert=self.invert)
+        self.slider.observe(lambda ch: setattr(self.image, "value", to_png(
+            self.render(ch["new"]), display_px=self.display_px, invert=self.invert)), names="value")
+        ends = []
+        for x, cap in [(self.x_a, "image A (t = 0)"), (self.x_b, "image B (t = 1)")]:
+            im = _image_widget(self.display_px, self.image_shape)
+            im.value = to_png(x.reshape(self.image_shape), display_px=self.display_px, invert=self.invert)
+            ends.append(_captioned(im, cap))
+        middle = _captioned(self.image, "decoded (1-t) z_A + t z_B")
+        return W.VBox([W.HBox([ends[0], middle, ends[1]]), self.slider])
+
+
+# ----------------------------------------------------------------------------- traversal
+class TraversalExplorer:
+    """Pick a model, a latent dimension and its value; the other dims stay fixed.
+
+    models: {name: (model, params)} (e.g. {'beta=1': ..., 'beta=4': ...}); all must
+            decode images of the same shape.
+    x_ref:  optional image [D] whose posterior mean (under each model) fixes the other
+            dims; without it they are 0 (the prior mean).
+    value_range: range of the value slider.
+
+    ``render(name, dim, value) -> image [H, W]``; ``traversal(name, dim, n) -> [n, H, W]``
+    (the strip shown under the image); ``.widget``.
+    """
+
+    def __init__(self, models: Mapping[str, tuple], x_ref=None, *, value_range=(-3.0, 3.0),
+                 n_strip: int = 9, display_px: int = DISPLAY_PX, invert: bool = True):
+        if not isinstance(models, Mapping) or not models:
+            raise ValueError("models must be a non-empty dict {name: (model, params)}")
+        self.models = {str(n): _check_model_pair(n, p) for n, p in models.items()}
+        shapes = {tuple(m.cfg.image_shape) for m, _ in self.models.values()}
+        if len(shapes) != 1:
+            raise ValueError(f"all models must decode the same image shape, got {sorted(shapes)}")
+        self.image_shape = shapes.pop()
+        lo, hi = (float(v) for v in value_range)
+        if not lo < hi:
+            raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
+        self.value_range = (lo, hi)
+        self.n_strip = int(n_strip)
+        self.base = {}  # name -> [L] code the other dims are fixed at
+        for name, (m, p) in self.models.items():
+            self.base[name] = (np.zeros(m.cfg.latent_dim, np.float32) if x_ref is None
+                               else _posterior_mean(m, p, x_ref, "x_ref"))
+        self.display_px, self.invert = display_px, invert
+        self._widget = None
+        for name in self.models:  # compile every decoder now
+            self.render(name, 0, 0.0)
+
+    def _code(self, name: str, dim: int, value: float) -> np.ndarray:
+        if name not in self.models:
+            raise ValueError(f"unknown model {name!r}; choose one of {list(self.models)}")
+        L = self.models[name][0].cfg.latent_dim
+        if not (isinstance(dim, (int, np.integer)) and 0 <= dim < L):
+            raise ValueError(f"dim must be an integer in [0, {L}) for model {name!r}, got {dim!r}")
+        z = self.base[name].copy()
+        z[dim] = float(value)
+        return z
+
+    def render(self, name: str, dim: int, value: float) -> np.ndarray:
+        """Decode model name's reference code with dim set to value -> image [H, W]."""
+        z = self._code(name, dim, value)  # validates name and dim
+        m, p = self.models[name]
+        return decode_images(m, p, z)
+
+    def traversal(self, name: str, dim: int, n: int | None = None) -> np.ndarray:
+        """Images [n, H, W] for dim swept over value_range (others fixed)."""
+        n = self.n_strip if n is None else int(n)
+        z = np.stack([self._code(name, dim, v) for v in np.linspace(*self.value_range, n)])
+        m, p = self.models[name]
+        return decode_images(m, p, z)
+
+    @property
+    def widget(self):
+        if self._widget is None:
+            self._widget = self._build()
+        return self._widget
+
+    def _build(self):
+        import ipywidgets as W
+
+        from .plots import tile_images
+
+        names = list(self.models)
+        self.dropdown = W.Dropdown(options=names, value=names[0], description="model",
+                                   style={"description_width": "50px"}, layout=W.Layout(width="260px"))
+        L0 = self.models[names[0]][0].cfg.latent_dim
+        self.dim_slider = W.IntSlider(value=0, min=0, max=L0 - 1, description="dim", continuous_update=True,
+                                      style={"description_width": "50px"}, layout=W.Layout(width="320px"))
+        lo, hi = self.value_range
+        self.value_slider = W.FloatSlider(value=float(self.base[names[0]][0]), min=lo, max=hi, step=0.05,
+                                          description="value", continuous_update=True, readout_format=".2f",
+                                          style={"description_width": "50px"}, layout=W.Layout(width="320px"))
+        self.image = _image_widget(self.display_px, self.image_shape)
+        H, W_ = self.image_shape
+        strip_w = self.n_strip * (W_ + 1) - 1
+        s = max(1, int(round(560 / strip_w)))
+        self.strip_image = W.Image(format="png", width=strip_w * s, height=H * s)
+        self._strip_px = max(H, strip_w) * s
+        self._hold = False
+
+        def refresh(_=None):
+            if self._hold:
+                return
+            name, dim, value = self.dropdown.value, self.dim_slider.value, self.value_slider.value
+            self.image.value = to_png(self.render(name, dim, value), display_px=self.display_px,
+                                      invert=self.invert)
+
+        def refresh_strip(_=None):
+            if self._hold:
+                return
+            name, dim = self.dropdown.value, self.dim_slider.value
+            strip = tile_images(self.traversal(name, dim), self.n_strip, self.image_shape)
+            self.strip_image.value = to_png(strip, display_px=self._strip_px, invert=self.invert)
+
+        def on_model(_):
+            name = self.dropdown.value
+            self._hold = True
+            try:
+                self.dim_slider.max = self.models[name][0].cfg.latent_dim - 1
+                self.value_slider.value = float(np.clip(self.base[name][self.dim_slider.value], lo, hi))
+            finally:
+                self._hold = False
+            refresh()
+            refresh_strip()
+
+        def on_dim(_):
+            self._hold = True
+            try:
+                d = self.dim_slider.value
+                self.value_slider.value = float(np.clip(self.base[self.dropdown.value][d], lo, hi))
+            finally:
+                self._hold = False
+            refresh()
+            refresh_strip()
+
+        self.dropdown.observe(on_model, names="value")
+        self.dim_slider.observe(on_dim, names="value")
+        self.value_slider.observe(refresh, names="value")
+        refresh()
+        refresh_strip()
+        caption = W.HTML(f"<small>strip: the chosen dim swept over [{lo:g}, {hi:g}], other dims fixed</small>")
+        return W.VBox([W.HBox([W.VBox([self.dropdown, self.dim_slider, self.value_slider]), self.image]),
+                       self.strip_image, caption])

@@ -1,4 +1,5 @@
-"""Run the four benchmarks of issue 3 in order (what `make bench` calls).
+"""Run the benchmarks in order (what `make bench` calls): the four of issue 3, then the
+widget latency and t-SNE speed benchmarks.
 
 Each script writes its output to benchmarks/results/<name>.txt; copy the numbers into
 BENCHMARKS.md by hand. Timings assume nothing else runs on the machine: on a shared
@@ -48,6 +49,8 @@ def main():
         "throughput": run([py, "benchmarks/throughput.py", "--repeats", str(args.repeats)], lock),
         "flops": run([py, "benchmarks/flops.py", "--repeats", str(args.repeats)], lock),
         "time_to_elbo": run([py, "benchmarks/time_to_elbo.py"], lock),
+        "widget_latency": run([py, "benchmarks/widget_latency.py"], lock),
+        "tsne_speed": run([py, "benchmarks/tsne_speed.py"], lock),
     }
     if not args.skip_iwae:
         codes["iwae_nll"] = run([py, "benchmarks/iwae_nll.py", "all", "--objective", "elbo",

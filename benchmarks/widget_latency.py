@@ -37,17 +37,9 @@ from vae_core.evaluate import decode
 from vae_core.models import ModelConfig, init_params
 from vae_core.widgets import LatentSliders, to_png
 
+from _common import cpu_model  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+
 RESULTS = Path(__file__).resolve().parent / "results" / "widget_latency.txt"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def percentiles(ms: np.ndarray) -> str:

@@ -99,7 +99,11 @@ def lab(tmp_path):
         "JUPYTER_CONFIG_DIR": str(state / "config"),
         "VAE_CACHE_DIR": str(tmp_path / "cache"),
         "PYTHONUNBUFFERED": "1",
+        # the 'python3' kernelspec runs whichever `python` is first on PATH: make it this
+        # environment's, whatever virtualenv the caller's shell has activated
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     })
+    env.pop("VIRTUAL_ENV", None)
     cmd = [sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
            "--ip=127.0.0.1", f"--port={port}", "--port-retries=0",
            f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}",

@@ -1,5 +1,5 @@
 """Run the benchmarks in order (what `make bench` calls): the four of issue 3, then the
-widget latency and t-SNE speed benchmarks.
+widget latency, t-SNE speed, conv-loop speed and MIG (notebook 05) benchmarks.
 
 Each script writes its output to benchmarks/results/<name>.txt; copy the numbers into
 BENCHMARKS.md by hand. Timings assume nothing else runs on the machine: on a shared
@@ -51,6 +51,9 @@ def main():
         "time_to_elbo": run([py, "benchmarks/time_to_elbo.py"], lock),
         "widget_latency": run([py, "benchmarks/widget_latency.py"], lock),
         "tsne_speed": run([py, "benchmarks/tsne_speed.py"], lock),
+        "conv_speed": run([py, "benchmarks/conv_speed.py"], lock),
+        # trains notebook 05's 12 sprite models unless the notebook filled the model cache
+        "mig": run([py, "benchmarks/mig.py"], lock),
     }
     if not args.skip_iwae:
         codes["iwae_nll"] = run([py, "benchmarks/iwae_nll.py", "all", "--objective", "elbo",

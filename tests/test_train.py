@@ -198,3 +198,35 @@ def test_train_or_load_caches_and_recovers(images, tmp_path, monkeypatch):
     other = ckpt.cache_path("tiny", SMALL, TrainConfig(epochs=3, batch_size=64), images)
     assert other != files[0]
     assert os.fspath(other).startswith(os.fspath(tmp_path))
+
+
+def test_python_loop_epoch_matches_scan_epoch(images):
+    """The per-step loop (used for conv models on CPU) and the scan take the same steps."""
+    from vae_core.train import make_epoch_fn, make_optimizer
+
+    model, params = init_params(SMALL, jax.random.PRNGKey(0))
+    tx = make_optimizer(FAST, 7)
+    x = jnp.asarray(images[:448])
+    out = {}
+    for loop in ("scan", "python"):
+        p = jax.tree_util.tree_map(jnp.array, params)
+        run = make_epoch_fn(model, FAST, tx, len(x), loop=loop)
+        out[loop] = run(p, tx.init(p), jnp.zeros((), jnp.int32), x, jax.random.PRNGKey(5))
+    assert int(out["scan"][2]) == int(out["python"][2]) == 448 // FAST.batch_size
+    for name in ("loss", "rec", "kl"):
+        assert out["python"][3][name].shape == (7,)
+        np.testing.assert_allclose(out["python"][3][name], out["scan"][3][name], rtol=1e-4, atol=1e-4)
+    for a, b in zip(jax.tree_util.tree_leaves(out["scan"][0]), jax.tree_util.tree_leaves(out["python"][0])):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="loop must be"):
+        make_epoch_fn(model, FAST, tx, len(x), loop="while")
+
+
+def test_conv_models_on_cpu_default_to_the_python_loop(images):
+    from vae_core.train import make_epoch_fn, make_optimizer
+
+    conv = ModelConfig(latent_dim=2, hidden=(8,), architecture="conv", image_shape=(32, 32), conv_channels=(2, 2, 2, 2))
+    model, _ = init_params(conv, jax.random.PRNGKey(0))
+    run = make_epoch_fn(model, FAST, make_optimizer(FAST, 1), 128)
+    is_python_loop = run.__name__ == "run_epoch_python"
+    assert is_python_loop == (jax.default_backend() == "cpu")

@@ -1,4 +1,5 @@
-"""Training: one jitted ``lax.scan`` per epoch over device-resident data.
+"""Training: one jitted ``lax.scan`` per epoch over device-resident data (a jitted step
+in a Python loop for convolutional models on CPU, see :func:`make_epoch_fn`).
 
 ``train(model_cfg, train_cfg, x_train, x_test)`` is the single entry point the
 notebooks use (usually through :func:`vae_core.checkpoint.train_or_load`, which caches
@@ -123,12 +124,21 @@ def make_loss_fn(model, cfg: TrainConfig, steps_per_epoch: int):
     return loss_fn
 
 
-def make_epoch_fn(model, cfg: TrainConfig, tx, n_train: int):
-    """A jitted function running one epoch as a single lax.scan.
-
-    run_epoch(params, opt_state, step, data [n, D], key)
+def make_epoch_fn(model, cfg: TrainConfig, tx, n_train: int, *, loop: str | None = None):
+    """A jitted epoch: run_epoch(params, opt_state, step, data [n, D], key)
       -> params, opt_state, step, metrics {'loss','rec','kl': [steps]}
+
+    loop='scan' compiles the whole epoch into one ``lax.scan`` (no Python between steps);
+    loop='python' jits one step and calls it once per minibatch. The default (None) is
+    'scan', except for convolutional models on CPU: XLA:CPU runs convolutions inside a
+    loop body on a slow path (jax-ml/jax#12868; measured here 11x slower for the sprite
+    beta-VAE), so those take the Python loop. Both draw the same permutation and keys.
     """
+    if loop is None:
+        conv_on_cpu = model.cfg.architecture == "conv" and jax.default_backend() == "cpu"
+        loop = "python" if conv_on_cpu else "scan"
+    if loop not in ("scan", "python"):
+        raise ValueError(f"loop must be 'scan' or 'python', got {loop!r}")
     steps = n_train // cfg.batch_size
     loss_fn = make_loss_fn(model, cfg, steps)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -146,17 +156,36 @@ def make_epoch_fn(model, cfg: TrainConfig, tx, n_train: int):
         metrics = {"loss": loss, "rec": jnp.mean(rec), "kl": jnp.mean(kl)}
         return (params, opt_state, step + 1, data), metrics
 
-    @partial(jax.jit, donate_argnums=(0, 1))
-    def run_epoch(params, opt_state, step, data, key):
+    @jax.jit
+    def epoch_plan(key):
         k_perm, k_steps = jax.random.split(key)
-        order = jax.random.permutation(k_perm, data.shape[0])[: steps * cfg.batch_size]
-        batches = order.reshape(steps, cfg.batch_size)
-        keys = jax.random.split(k_steps, steps)
-        (params, opt_state, step, _), metrics = jax.lax.scan(
-            train_step, (params, opt_state, step, data), (batches, keys), unroll=2)
+        order = jax.random.permutation(k_perm, n_train)[: steps * cfg.batch_size]
+        return order.reshape(steps, cfg.batch_size), jax.random.split(k_steps, steps)
+
+    if loop == "scan":
+        @partial(jax.jit, donate_argnums=(0, 1))
+        def run_epoch(params, opt_state, step, data, key):
+            batches, keys = epoch_plan(key)
+            (params, opt_state, step, _), metrics = jax.lax.scan(
+                train_step, (params, opt_state, step, data), (batches, keys), unroll=2)
+            return params, opt_state, step, metrics
+
+        return run_epoch
+
+    @partial(jax.jit, donate_argnums=(0, 1))
+    def one_step(params, opt_state, step, data, idx, key):
+        (params, opt_state, step, _), metrics = train_step((params, opt_state, step, data), (idx, key))
         return params, opt_state, step, metrics
 
-    return run_epoch
+    def run_epoch_python(params, opt_state, step, data, key):
+        batches, keys = epoch_plan(key)
+        history = []
+        for i in range(steps):
+            params, opt_state, step, metrics = one_step(params, opt_state, step, data, batches[i], keys[i])
+            history.append(metrics)
+        return params, opt_state, step, jax.tree_util.tree_map(lambda *m: jnp.stack(m), *history)
+
+    return run_epoch_python
 
 
 def train(model_cfg: ModelConfig, cfg: TrainConfig, x_train, x_test=None, *,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import sys
 import time
@@ -53,7 +54,7 @@ def main(argv=None) -> str:
         "# MIG against beta: conv beta-VAE on procedural sprites (vae_core.sprites, dSprites factor grid)",
         f"date:    {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}",
         f"command: VAE_SMOKE={'1' if n_sprites == 2048 else '0'} python benchmarks/mig.py",
-        f"machine: {platform.node()} {platform.machine()}, {describe_setup().splitlines()[2].strip()}",
+        f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, {describe_setup().splitlines()[2].strip()}",
         f"data:    {n_sprites} sprites {size}x{size} (seed 0); MIG on the first {n_eval}",
         f"model:   conv 4x(4x4 stride 2) {cfg.conv_channels}, Dense {cfg.hidden}, {cfg.latent_dim} latents, "
         f"Bernoulli; Adam 1e-3, batch 64, {epochs} epochs ({epochs * (n_sprites // 64)} steps)",

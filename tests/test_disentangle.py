@@ -141,3 +141,5 @@ def test_sprite_configs_are_consistent():
     assert m.architecture == "conv" and m.image_shape == (32, 32) and m.latent_dim == 10
     assert t.beta == 4.0 and t.seed == 2 and t.binarize is False and t.objective == "elbo"
     assert D.sprite_train_config(1, 0, 3, objective="capacity").objective == "capacity"
+    cap = D.sprite_train_config(1, 0, 5, objective="capacity")
+    assert cap.capacity_max == 12.0 and cap.gamma == 5.0 and cap.capacity_epochs == 4.0

@@ -11,6 +11,8 @@ def test_tile_images_layout():
     assert canvas.shape == (2 * 29 - 1, 3 * 29 - 1)
     assert canvas[28, :].max() == 0 and canvas[:, 28].max() == 0  # gaps are background
     assert canvas[:28, :28].min() == 1 and canvas[29:, 58:].max() == 0  # the missing 6th tile is empty
+    grey = plots.tile_images(np.zeros((4, 16)), ncols=2, image_shape=(4, 4), pad=2, gap_value=0.3)
+    assert grey.shape == (10, 10) and np.all(grey[4:6, :] == np.float32(0.3)) and grey[:4, :4].max() == 0
 
 
 def test_figures_have_labels_and_save(tmp_path, monkeypatch):

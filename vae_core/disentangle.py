@@ -193,12 +193,11 @@ def plot_traversal(images, image_shape, *, row_labels=None, values=None, ax=None
         fig, ax = plt.subplots(figsize=(0.75 * cols + 1.8, 0.75 * rows + 0.6))
     else:
         fig = ax.figure
-    # tile_images pads with 1 (ink in gray_r); tile the negative so the gaps come out white
-    canvas = 1.0 - tile_images(1.0 - images.reshape(rows * cols, -1), cols, image_shape)
+    canvas = tile_images(images.reshape(rows * cols, -1), cols, image_shape, pad=2, gap_value=0.3)  # grey grid
     ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1)
-    ax.set_yticks([r * (H + 1) + H / 2 for r in range(rows)])
+    ax.set_yticks([r * (H + 2) + H / 2 for r in range(rows)])
     ax.set_yticklabels(row_labels if row_labels is not None else [f"z{r}" for r in range(rows)], fontsize=8)
-    ax.set_xticks([c * (W + 1) + W / 2 for c in range(cols)])
+    ax.set_xticks([c * (W + 2) + W / 2 for c in range(cols)])
     ax.set_xticklabels([f"{v:+.1f}" for v in values] if values is not None else range(cols), fontsize=8)
     ax.set_xlabel("value of the traversed latent")
     ax.tick_params(length=0)

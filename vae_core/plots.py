@@ -17,17 +17,19 @@ FIGURES_DIR = Path(__file__).resolve().parent.parent / "figures"
 MNIST_CREDIT = "MNIST: LeCun, Cortes & Burges (CC BY-SA 3.0)"
 
 
-def tile_images(images, ncols: int | None = None, image_shape=(28, 28), pad: int = 1) -> np.ndarray:
+def tile_images(images, ncols: int | None = None, image_shape=(28, 28), pad: int = 1,
+                gap_value: float = 0.0) -> np.ndarray:
     """Tile images [n, H*W] (or [n, H, W]) into one array [rows*(H+pad)-pad, cols*(W+pad)-pad].
 
-    Gaps are 0 (no ink), so they show as background under ``gray_r``.
+    Gaps (and empty cells) are gap_value: 0 (no ink) shows as background under ``gray_r``,
+    a small value such as 0.3 as thin grey lines between the images.
     """
     images = np.asarray(images, np.float32).reshape(-1, *image_shape)
     n = len(images)
     ncols = ncols or int(np.ceil(np.sqrt(n)))
     nrows = int(np.ceil(n / ncols))
     H, W = image_shape
-    canvas = np.zeros((nrows * (H + pad) - pad, ncols * (W + pad) - pad), np.float32)
+    canvas = np.full((nrows * (H + pad) - pad, ncols * (W + pad) - pad), gap_value, np.float32)
     for i, img in enumerate(images):
         r, c = divmod(i, ncols)
         canvas[r * (H + pad): r * (H + pad) + H, c * (W + pad): c * (W + pad) + W] = img

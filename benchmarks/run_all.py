@@ -1,5 +1,5 @@
 """Run the benchmarks in order (what `make bench` calls): the four of issue 3, then the
-widget latency, t-SNE speed, conv-loop speed and MIG (notebook 05) benchmarks.
+widget latency, t-SNE speed, conv-loop speed, MIG and sprite-trial (notebook 05) benchmarks.
 
 Each script writes its output to benchmarks/results/<name>.txt; copy the numbers into
 BENCHMARKS.md by hand. Timings assume nothing else runs on the machine: on a shared
@@ -54,6 +54,7 @@ def main():
         "conv_speed": run([py, "benchmarks/conv_speed.py"], lock),
         # trains notebook 05's 12 sprite models unless the notebook filled the model cache
         "mig": run([py, "benchmarks/mig.py"], lock),
+        "sprite_trials": run([py, "benchmarks/sprite_trials.py"], lock),
     }
     if not args.skip_iwae:
         codes["iwae_nll"] = run([py, "benchmarks/iwae_nll.py", "all", "--objective", "elbo",

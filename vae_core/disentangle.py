@@ -221,7 +221,8 @@ def sprite_model_config(size: int = 32, latent_dim: int = 10):
 
     Channels (16, 16, 32, 32), half the usual dSprites net's (32, 32, 64, 64): on a 2-core
     CPU it trains about 2.5x faster (``benchmarks/conv_speed.py``, BENCHMARKS.md), and in
-    single-seed trials doubling the epochs moved MIG by less than 0.01, so the smaller net
+    single-seed trials (``benchmarks/sprite_trials.py``) doubling the epochs moved MIG
+    by less than 0.01, so the smaller net
     spends the CPU budget better. On a GPU use (32, 32, 64, 64) and 64x64 images.
     """
     from .models import ModelConfig
@@ -236,8 +237,9 @@ def sprite_train_config(beta: float, seed: int, epochs: int, *, objective: str =
 
     objective='capacity' raises C linearly to capacity_max over 80% of training. The
     defaults suit 32x32 sprites on a CPU budget: C up to 12 nats (the factor grid holds
-    log 737280 = 13.5) and gamma 5; with gamma 100 a trial run met the KL target with
-    uninformative mean shifts and never learned to reconstruct (notebook 05, section 6).
+    log 737280 = 13.5) and gamma 5; with gamma 100 a trial run (``benchmarks/sprite_trials.py``)
+    met the KL target with uninformative mean shifts and never learned to reconstruct
+    (notebook 05, section 6).
     """
     from .train import TrainConfig
 

@@ -1,17 +1,48 @@
-"""vae_core: the models, objectives, training and plots of the VAE course.
+"""vae_core: the engine of the VAE course — data, models, objectives, training,
+evaluation, metrics, checkpoints, plots and widgets.
 
-One module per concern, each readable top to bottom:
+One module per concern, each readable top to bottom (lowest layer first):
   config      smoke/full mode and the device report
-  data        MNIST loading, checksums, dynamic binarization
-  models      encoders, decoders, VAE / autoencoder (Flax Linen)
-  objectives  log-likelihoods, KL, ELBO, importance-weighted bound, schedules
-  train       one jitted lax.scan per epoch (conv on CPU: a jitted step per batch), history, NaN checks
-  evaluate    test ELBO, log p(x) by importance sampling, active units, encode/decode
-  checkpoint  atomic checkpoints and the model cache
-  plots       image grids, training curves, latent scatters
+  files       atomic writes and the one network probe
+  data        MNIST loading, checksums, dynamic binarization, input checks
+  sprites     the procedural dSprites stand-in (and TFDS dSprites when prepared)
+  models      encoders, decoders, VAE / autoencoder (Flax NNX); parameters <-> arrays
   toy         a linear-Gaussian model with exact log p(x), posterior and ELBO
-  widgets     latent explorers (sliders, 2-d pad, interpolation, traversals)
-and one helper module per notebook: gaps (01), elbo_demo (02), gradients (03),
-analysis (04), sprites and disentangle (05), embedding (06).
+  objectives  log-likelihoods, KL, ELBO, importance-weighted bound, the training loss
+  evaluate    test ELBO, log p(x) by importance sampling, encode / decode / reconstruct
+  metrics     active units, MIG, k-NN accuracy, trustworthiness
+  train       one jitted lax.scan per epoch, history, NaN checks, per-epoch callback, resume
+  checkpoint  atomic checkpoints, resumable training and the model cache
+  plots       image grids, training curves, latent scatters, tables
+  widgets     latent explorers (sliders, 2-d pad, interpolation, traversals) on one base class
+
+The notebooks' own helpers live beside this package in ``course/`` (one file per
+notebook); they import vae_core, and vae_core never imports them. Everything listed in
+``__all__`` below (and in each module's ``__all__``) is the public API.
 """
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+
+from .checkpoint import (CheckpointError, load_checkpoint, save_checkpoint, train_or_load,  # noqa: E402
+                         train_resumable)
+from .config import describe_setup, pick, smoke_mode  # noqa: E402
+from .data import MNIST, binarize, check_images, load_mnist  # noqa: E402
+from .evaluate import (decode_mean, elbo_per_example, encode, evaluate, log_marginal_likelihood,  # noqa: E402
+                       reconstruct, sample_prior)
+from .metrics import active_units, knn_accuracy, mig, trustworthiness  # noqa: E402
+from .models import VAE, ModelConfig, Posterior, build_model, sample_posterior  # noqa: E402
+from .objectives import elbo_terms, iwae_bound, kl_divergence, training_loss  # noqa: E402
+from .plots import format_table, image_grid, plot_history, save_figure, scatter_latents, tile_images  # noqa: E402
+from .train import TrainConfig, TrainResult, train  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "ModelConfig", "VAE", "Posterior", "build_model", "sample_posterior",
+    "TrainConfig", "TrainResult", "train", "train_or_load", "train_resumable",
+    "save_checkpoint", "load_checkpoint", "CheckpointError",
+    "elbo_terms", "iwae_bound", "kl_divergence", "training_loss",
+    "evaluate", "elbo_per_example", "log_marginal_likelihood", "encode", "decode_mean", "reconstruct",
+    "sample_prior", "active_units", "mig", "knn_accuracy", "trustworthiness",
+    "MNIST", "load_mnist", "binarize", "check_images",
+    "describe_setup", "pick", "smoke_mode",
+    "image_grid", "tile_images", "plot_history", "scatter_latents", "save_figure", "format_table",
+]

@@ -1,10 +1,15 @@
-"""Checkpoints and the model cache the notebooks share.
+"""Checkpoints, resumable training and the model cache the notebooks share.
 
-A checkpoint is one msgpack file holding the parameters, the ModelConfig and
+A checkpoint is one msgpack file holding the model's parameters (the NNX state as
+plain arrays, keyed by path such as ``decoder/output/kernel``), the ModelConfig and
 TrainConfig that made them, the training history, and a SHA-256 of the payload.
-Writes are atomic (a temporary file renamed into place), so an interrupted save never
-leaves half a file behind. ``train_or_load`` turns this into a cache: a notebook that
-was run once loads its model instead of retraining it.
+Arrays are stored as host numpy arrays, so a file written on a GPU loads on a CPU.
+Writes are atomic (:func:`vae_core.files.atomic_write`), so an interrupted save never
+leaves half a file behind.
+
+``train_or_load`` turns this into a cache: a notebook that was run once loads its model
+instead of retraining it. ``train_resumable`` trains in chunks that survive being
+stopped: the full training state (optimiser included) is saved every few seconds.
 
 Cache folder: ``$VAE_CACHE_DIR`` if set, else ``~/.cache/vae_course/models``.
 """
@@ -13,19 +18,24 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import time
 from pathlib import Path
 
 import flax.serialization
 import jax
+import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 
 from . import __version__
-from .models import VAE, ModelConfig, init_params
-from .train import TrainConfig, TrainResult, train
+from .files import atomic_write
+from .models import VAE, ModelConfig, build_model, model_from_arrays, params_to_arrays
+from .train import EpochEnd, TrainConfig, TrainingState, TrainResult, make_optimizer, train
 
 CACHE_ENV = "VAE_CACHE_DIR"
-FORMAT = "vae_core-checkpoint-1"
+FORMAT = "vae_core-checkpoint-2"
+STATE_FORMAT = "vae_core-training-state-2"
+OLD_FORMATS = {"vae_core-checkpoint-1": "an earlier vae_core built on Flax Linen"}
 
 
 class CheckpointError(RuntimeError):
@@ -36,72 +46,136 @@ def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV, Path.home() / ".cache" / "vae_course" / "models")).expanduser()
 
 
-def save_checkpoint(path, result: TrainResult) -> Path:
-    """Write params, configs and history to ``path`` atomically. Returns the path."""
-    path = Path(path)
-    payload = flax.serialization.msgpack_serialize({
-        "params": jax.device_get(result.params),
-        "meta": json.dumps({
-            "model_config": result.model_config.to_dict(),
-            "train_config": result.train_config.to_dict(),
-            "history": result.history,
-            "vae_core_version": __version__,
-        }),
-    })
-    blob = flax.serialization.msgpack_serialize({
-        "format": FORMAT, "sha256": hashlib.sha256(payload).hexdigest(), "payload": payload})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+def _model_from_arrays(cfg: ModelConfig, arrays: dict, where: str) -> VAE:
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-    return path
+        return model_from_arrays(cfg, arrays)
+    except ValueError as err:
+        raise CheckpointError(f"{where} does not fit its model config: {err}") from err
 
 
-def load_checkpoint(path, *, model_config: ModelConfig | None = None,
-                    train_config: TrainConfig | None = None) -> TrainResult:
-    """Read a checkpoint; with configs given, refuse one made with different ones.
+# ----------------------------------------------------------------------------- sealed files
+def _seal(payload: dict, fmt: str) -> bytes:
+    body = flax.serialization.msgpack_serialize(payload)
+    return flax.serialization.msgpack_serialize({"format": fmt, "sha256": hashlib.sha256(body).hexdigest(),
+                                                 "payload": body})
 
-    Raises CheckpointError naming the problem (missing, corrupt, config mismatch).
-    """
-    path = Path(path)
+
+def _unseal(path: Path, fmt: str, fix: str) -> dict:
     if not path.exists():
         raise CheckpointError(f"No checkpoint at {path}.")
     try:
         outer = flax.serialization.msgpack_restore(path.read_bytes())
-        payload = outer["payload"]
-        ok = outer.get("format") == FORMAT and hashlib.sha256(payload).hexdigest() == outer.get("sha256")
+        body, found = outer["payload"], outer.get("format")
     except Exception as err:
-        raise CheckpointError(f"Checkpoint {path} is corrupt ({type(err).__name__}: {err}). "
-                              "Delete it, or call train_or_load(..., on_corrupt='retrain').") from err
-    if not ok:
-        raise CheckpointError(f"Checkpoint {path} is corrupt: its checksum does not match its content. "
-                              "Delete it, or call train_or_load(..., on_corrupt='retrain').")
-    inner = flax.serialization.msgpack_restore(payload)
-    meta = json.loads(inner["meta"])
-    saved_model = ModelConfig.from_dict(_tuples(meta["model_config"]))
-    saved_train = TrainConfig(**meta["train_config"])
-    for given, saved, what in [(model_config, saved_model, "model"), (train_config, saved_train, "training")]:
-        if given is not None and given != saved:
-            asked = given.to_dict()
-            diff = {k: (v, asked[k]) for k, v in saved.to_dict().items() if asked[k] != v}
+        raise CheckpointError(f"Checkpoint {path} is corrupt ({type(err).__name__}: {err}). {fix}") from err
+    if found in OLD_FORMATS:
+        raise CheckpointError(f"Checkpoint {path} was written by {OLD_FORMATS[found]} and cannot be read by "
+                              f"this version. {fix}")
+    if found != fmt or hashlib.sha256(body).hexdigest() != outer.get("sha256"):
+        raise CheckpointError(f"Checkpoint {path} is corrupt: its checksum or format ({found!r}) does not "
+                              f"match. {fix}")
+    return flax.serialization.msgpack_restore(body)
+
+
+def _check_configs(path, saved: tuple, given: tuple) -> None:
+    for g, s, what in zip(given, saved, ("model", "training")):
+        if g is not None and g != s:
+            asked = g.to_dict()
+            diff = {k: (v, asked[k]) for k, v in s.to_dict().items() if asked[k] != v}
             raise CheckpointError(f"Checkpoint {path} was made with a different {what} config: "
                                   f"saved vs asked {diff}.")
-    model, template = init_params(saved_model, jax.random.PRNGKey(0))
-    try:
-        params = flax.serialization.from_state_dict(template, inner["params"])
-        jax.tree_util.tree_map(_same_shape, template, params)
-    except (ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"Checkpoint {path} does not fit its model config: {err}") from err
-    return TrainResult(model, params, meta["history"], saved_model, saved_train)
 
 
+RETRAIN_HINT = "Delete it, or call train_or_load(..., on_corrupt='retrain')."
+
+
+def save_checkpoint(path, result: TrainResult, extra: dict | None = None) -> Path:
+    """Write parameters, configs and history to ``path`` atomically. Returns the path.
+
+    extra: optional JSON-able facts stored beside them (a shipped model's card).
+    """
+    meta = {"model_config": result.model_config.to_dict(), "train_config": result.train_config.to_dict(),
+            "history": result.history, "vae_core_version": __version__, "extra": extra or {}}
+    return atomic_write(path, _seal({"params": params_to_arrays(result.model), "meta": json.dumps(meta)}, FORMAT))
+
+
+def load_checkpoint(path, *, model_config: ModelConfig | None = None,
+                    train_config: TrainConfig | None = None, fix: str = RETRAIN_HINT) -> TrainResult:
+    """Read a checkpoint; with configs given, refuse one made with different ones.
+
+    Raises CheckpointError naming the problem (missing, corrupt, older format, config
+    mismatch, parameters that do not fit). The extra facts are in ``result.extra``.
+    """
+    path = Path(path)
+    inner = _unseal(path, FORMAT, fix)
+    meta = json.loads(inner["meta"])
+    saved = (ModelConfig.from_dict(meta["model_config"]), TrainConfig.from_dict(meta["train_config"]))
+    _check_configs(path, saved, (model_config, train_config))
+    model = _model_from_arrays(saved[0], inner["params"], f"Checkpoint {path}")
+    return TrainResult(model, meta["history"], *saved, extra=meta.get("extra", {}))
+
+
+# ----------------------------------------------------------------------------- resumable training
+def save_training_state(path, state: TrainingState, model_config: ModelConfig, train_config: TrainConfig) -> Path:
+    """Write a :class:`TrainingState` (parameters, Adam moments, history) atomically."""
+    payload = {"params": params_to_arrays(nnx.merge(nnx.graphdef(build_model(model_config, 0)), state.params)),
+               "opt_state": {str(i): np.asarray(jax.device_get(leaf))
+                             for i, leaf in enumerate(jax.tree_util.tree_leaves(state.opt_state))},
+               "meta": json.dumps({"model_config": model_config.to_dict(), "train_config": train_config.to_dict(),
+                                   "epochs_done": state.epochs_done, "history": state.history})}
+    return atomic_write(path, _seal(payload, STATE_FORMAT))
+
+
+def load_training_state(path, model_config: ModelConfig, train_config: TrainConfig) -> TrainingState:
+    """Read what :func:`save_training_state` wrote, for these configs only."""
+    path = Path(path)
+    inner = _unseal(path, STATE_FORMAT, "Delete it to start training afresh.")
+    meta = json.loads(inner["meta"])
+    saved = (ModelConfig.from_dict(meta["model_config"]), TrainConfig.from_dict(meta["train_config"]))
+    _check_configs(path, saved, (model_config, train_config))
+    params = nnx.state(_model_from_arrays(model_config, inner["params"], f"Training state {path}"))
+    template = make_optimizer(train_config, 1).init(params)
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    saved_leaves = [inner["opt_state"].get(str(i)) for i in range(len(leaves))]
+    if len(inner["opt_state"]) != len(leaves) or any(
+            a is None or np.shape(a) != np.shape(b) for a, b in zip(saved_leaves, leaves)):
+        raise CheckpointError(f"Training state {path} holds an optimiser state that does not fit this optimiser. "
+                              "Delete it to start training afresh.")
+    opt_state = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(a) for a in saved_leaves])
+    return TrainingState(params, opt_state, int(meta["epochs_done"]), meta["history"])
+
+
+def train_resumable(state_path, model_config: ModelConfig, train_config: TrainConfig, x_train, x_test=None, *,
+                    save_every_s: float = 60.0, max_seconds: float | None = None, progress: bool = True,
+                    desc: str = "training") -> tuple[TrainResult, bool]:
+    """Train, saving the training state to ``state_path`` every ``save_every_s`` seconds and
+    at the end, and continue from that file when it exists.
+
+    max_seconds: stop after the first epoch that ends past this many seconds (a chunk).
+    Returns (result so far, finished: True when every epoch is done).
+    """
+    state_path = Path(state_path)
+    resume = load_training_state(state_path, model_config, train_config) if state_path.exists() else None
+    if resume is not None and resume.epochs_done >= train_config.epochs:
+        model = nnx.merge(nnx.graphdef(build_model(model_config, 0)), resume.params)
+        return TrainResult(model, resume.history, model_config, train_config), True
+    start = last_save = time.perf_counter()
+
+    def on_epoch(end: EpochEnd) -> bool:
+        nonlocal last_save
+        now = time.perf_counter()
+        over = max_seconds is not None and now - start > max_seconds
+        if end.epoch == train_config.epochs or over or now - last_save > save_every_s:
+            save_training_state(state_path, end.state(), model_config, train_config)
+            last_save = time.perf_counter()
+        return over
+
+    result = train(model_config, train_config, x_train, x_test, resume=resume, callback=on_epoch,
+                   progress=progress, desc=desc)
+    return result, len(result.history["train_loss"]) >= train_config.epochs
+
+
+# ----------------------------------------------------------------------------- the model cache
 def train_or_load(name: str, model_config: ModelConfig, train_config: TrainConfig, x_train, x_test=None,
                   *, retrain: bool = False, on_corrupt: str = "error", progress: bool = True,
                   directory=None) -> TrainResult:
@@ -110,41 +184,43 @@ def train_or_load(name: str, model_config: ModelConfig, train_config: TrainConfi
     name: a readable prefix of the cache file; the file name also carries a hash of both
     configs and the data, so changing any setting trains a new model, and a model that
     another notebook cached under another name with the same settings is loaded.
-    on_corrupt: 'error' raises CheckpointError for a damaged cache file; 'retrain'
-    trains again and overwrites it. retrain=True ignores the cache.
+    on_corrupt: 'error' raises CheckpointError for a damaged or outdated cache file;
+    'retrain' trains again and overwrites it. retrain=True ignores the cache.
+    ``result.source`` says what happened: 'cache' (loaded) or 'trained'.
     """
     if on_corrupt not in ("error", "retrain"):
         raise ValueError(f"on_corrupt must be 'error' or 'retrain', got {on_corrupt!r}")
     path = cache_path(name, model_config, train_config, x_train, directory)
-    if not retrain:
-        # the same configs under another name (another notebook trained it): reuse it
-        same = [path] if path.exists() else sorted(path.parent.glob("*-" + path.name.rsplit("-", 1)[1]))
-        for found in same[:1]:
-            try:
-                return load_checkpoint(found, model_config=model_config, train_config=train_config)
-            except CheckpointError:
-                if on_corrupt == "error":
-                    raise
+    found = find_cached(path)
+    if found is not None and not retrain:
+        try:
+            result = load_checkpoint(found, model_config=model_config, train_config=train_config)
+            result.source = "cache"
+            return result
+        except CheckpointError:
+            if on_corrupt == "error":
+                raise
     result = train(model_config, train_config, x_train, x_test, progress=progress, desc=name)
     save_checkpoint(path, result)
     return result
 
 
+def find_cached(path: Path) -> Path | None:
+    """``path`` if it exists, else a file with the same configs hash under another name, else None."""
+    if path.exists():
+        return path
+    same = sorted(path.parent.glob("*-" + path.name.rsplit("-", 1)[1]))
+    return same[0] if same else None
+
+
 def cache_path(name, model_config, train_config, x_train, directory=None) -> Path:
+    """Where ``train_or_load`` keeps this model: <cache>/<name>-<hash of configs and data>.msgpack."""
     spec = json.dumps([model_config.to_dict(), train_config.to_dict(), list(np.shape(x_train)),
                        float(np.asarray(x_train[:64]).sum()), __version__], sort_keys=True)
     digest = hashlib.sha256(spec.encode()).hexdigest()[:12]
     return Path(directory or cache_dir()) / f"{name}-{digest}.msgpack"
 
 
-def _tuples(d: dict) -> dict:
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()} if isinstance(d, dict) else d
-
-
-def _same_shape(a, b):
-    if np.shape(a) != np.shape(b):
-        raise ValueError(f"parameter shape {np.shape(b)} where the model has {np.shape(a)}")
-
-
-__all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "train_or_load", "cache_dir",
-           "cache_path", "VAE"]
+__all__ = ["CACHE_ENV", "CheckpointError", "cache_dir", "save_checkpoint",
+           "load_checkpoint", "save_training_state", "load_training_state", "train_resumable", "train_or_load",
+           "find_cached", "cache_path"]

@@ -43,3 +43,6 @@ def describe_setup() -> str:
         f"python:  {platform.python_version()} on {platform.machine()}",
     ]
     return "\n".join(lines)
+
+
+__all__ = ["SMOKE_ENV", "smoke_mode", "pick", "mode_name", "describe_setup"]

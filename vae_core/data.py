@@ -19,13 +19,13 @@ import dataclasses
 import gzip
 import hashlib
 import os
-import socket
-import tempfile
-import threading
+import io
 from pathlib import Path
 
 import jax
 import numpy as np
+
+from .files import NETWORK_CHECK_SECONDS, atomic_write, can_connect
 
 DATA_DIR_ENV = "VAE_DATA_DIR"
 FILENAME = "mnist.npz"
@@ -52,7 +52,6 @@ IDX_FILES = {
     "x_test": "t10k-images-idx3-ubyte.gz",
     "y_test": "t10k-labels-idx1-ubyte.gz",
 }
-NETWORK_CHECK_SECONDS = 4.0
 
 HOW_TO_FIX = (
     "How to fix: either\n"
@@ -233,42 +232,51 @@ def _download_cache_path() -> Path:
 
 
 def _atomic_save_npz(path: Path, arrays: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write(path, buffer.getvalue())
 
 
 def _check_reachable(url: str, timeout: float = NETWORK_CHECK_SECONDS) -> None:
-    """Open one TCP connection to the URL's host; raise MNISTNotFoundError if it fails.
-
-    DNS lookups ignore socket timeouts, so the attempt runs in a daemon thread that
-    is abandoned after ``timeout`` seconds.
-    """
+    """Open one TCP connection to the URL's host; raise MNISTNotFoundError if it fails."""
     from urllib.parse import urlparse
 
     parsed = urlparse(url)
     host = parsed.hostname or ""
     port = parsed.port or (443 if parsed.scheme == "https" else 80)
-    outcome: list = []
-
-    def attempt():
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            outcome.append(None)
-        except OSError as err:
-            outcome.append(err)
-
-    worker = threading.Thread(target=attempt, daemon=True)
-    worker.start()
-    worker.join(timeout)
-    if not outcome or outcome[0] is not None:
-        why = outcome[0] if outcome else f"no answer within {timeout:.0f} s"
+    error = can_connect(host, port, timeout)
+    if error is not None:
         raise MNISTNotFoundError(
-            f"MNIST is not on this machine and {host}:{port} cannot be reached ({why}).\n{HOW_TO_FIX}"
+            f"MNIST is not on this machine and {host}:{port} cannot be reached ({error}).\n{HOW_TO_FIX}"
         )
+
+
+def check_images(x, name: str, input_dim: int | None = None, *, binary: bool = False) -> None:
+    """Raise ValueError naming ``name`` unless x is a finite float [n, D] array in [0, 1].
+
+    binary=True also requires every value to be exactly 0 or 1 (targets of a Bernoulli
+    decoder when no binarization is applied).
+    """
+    shape = getattr(x, "shape", None)
+    if shape is None or len(shape) != 2:
+        raise ValueError(f"{name} must be a 2-d array [n_images, n_pixels], got shape {shape}; "
+                         "flatten images with x.reshape(len(x), -1).")
+    if input_dim is not None and shape[1] != input_dim:
+        raise ValueError(f"{name} has {shape[1]} pixels per image but the model expects {input_dim}.")
+    dtype = np.dtype(x.dtype)
+    if not np.issubdtype(dtype, np.floating):
+        raise ValueError(f"{name} has dtype {dtype}; use float32 in [0, 1] (e.g. uint8 images / 255).")
+    arr = np.asarray(x)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf values.")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < 0 or hi > 1:
+        raise ValueError(f"{name} has values in [{lo:g}, {hi:g}]; pixel values must lie in [0, 1].")
+    if binary and not np.all((arr == 0) | (arr == 1)):
+        raise ValueError(f"{name} must be binary (0/1) for a Bernoulli decoder without binarization; "
+                         "binarize it (vae_core.binarize) or train with binarize=True.")
+
+
+__all__ = ["DATA_DIR_ENV", "FILENAME", "IMAGE_SHAPE", "N_PIXELS", "SHA256", "SHAPES", "IDX_FILES", "MNISTNotFoundError",
+           "ChecksumError", "MNIST", "load_mnist", "to_unit_interval", "binarize", "check_arrays", "download_mnist",
+           "read_idx", "check_images"]

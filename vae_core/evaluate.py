@@ -1,9 +1,11 @@
 """Evaluation of a trained model: ELBO on a data set, importance-sampled log p(x),
-active units, and the encode/decode helpers the notebooks and widgets use.
+and the encode / decode / reconstruct / sample helpers the notebooks and widgets use.
 
 Everything runs in fixed-size jitted chunks (``lax.map`` over batches, ``lax.scan``
 over importance samples), so memory stays bounded: log p(x) with k = 5000 on the
 10,000 test images holds only ``batch_size x k_chunk`` decoder outputs at once.
+Each public function takes the NNX model, splits it (``nnx.split``) and calls a
+function jitted on the static graph, so repeated calls compile once per architecture.
 """
 from __future__ import annotations
 
@@ -13,34 +15,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .models import VAE
+from flax import nnx
+
+from .data import check_images
+from .models import VAE, Posterior
 from .objectives import elbo_terms, log_importance_weights
-
-
-def check_images(x, name: str, input_dim: int | None = None, *, binary: bool = False) -> None:
-    """Raise ValueError naming ``name`` unless x is a finite float [n, D] array in [0, 1].
-
-    binary=True also requires every value to be exactly 0 or 1 (targets of a Bernoulli
-    decoder when no binarization is applied).
-    """
-    shape = getattr(x, "shape", None)
-    if shape is None or len(shape) != 2:
-        raise ValueError(f"{name} must be a 2-d array [n_images, n_pixels], got shape {shape}; "
-                         "flatten images with x.reshape(len(x), -1).")
-    if input_dim is not None and shape[1] != input_dim:
-        raise ValueError(f"{name} has {shape[1]} pixels per image but the model expects {input_dim}.")
-    dtype = np.dtype(x.dtype)
-    if not np.issubdtype(dtype, np.floating):
-        raise ValueError(f"{name} has dtype {dtype}; use float32 in [0, 1] (e.g. uint8 images / 255).")
-    arr = np.asarray(x)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf values.")
-    lo, hi = float(arr.min()), float(arr.max())
-    if lo < 0 or hi > 1:
-        raise ValueError(f"{name} has values in [{lo:g}, {hi:g}]; pixel values must lie in [0, 1].")
-    if binary and not np.all((arr == 0) | (arr == 1)):
-        raise ValueError(f"{name} must be binary (0/1) for a Bernoulli decoder without binarization; "
-                         "binarize it (vae_core.data.binarize) or train with binarize=True.")
 
 
 def _pad_batches(x, batch_size):
@@ -52,41 +31,44 @@ def _pad_batches(x, batch_size):
 
 
 @partial(jax.jit, static_argnums=(0, 4))
-def _elbo_all(model, params, x, key, batch_size, beta):
+def _elbo_all(graphdef, params, x, key, batch_size, beta):
+    model = nnx.merge(graphdef, params)
     batches, n = _pad_batches(x, batch_size)
     keys = jax.random.split(key, batches.shape[0])
-    terms = jax.lax.map(lambda b: elbo_terms(model, params, b[0], b[1], beta), (batches, keys))
+    terms = jax.lax.map(lambda b: elbo_terms(model, b[0], b[1], beta), (batches, keys))
     return jax.tree_util.tree_map(lambda a: a.reshape(-1, *a.shape[2:])[:n], terms)
 
 
-def evaluate(model: VAE, params, x, key, *, beta: float = 1.0, batch_size: int = 500,
-             check: bool = True) -> dict:
+def evaluate(model: VAE, x, key, *, beta: float = 1.0, batch_size: int = 500, check: bool = True) -> dict:
     """Mean one-sample ELBO terms over a data set x: [n, D] (already binarized if binary).
 
     Returns {'elbo', 'rec', 'kl': scalars, 'kl_per_dim': [L]} in nats per image.
     """
     if check:
         check_images(x, "x", model.cfg.input_dim)
-    terms = _elbo_all(model, params, jnp.asarray(x), key, min(batch_size, len(x)), beta)
+    terms = _elbo_all(*nnx.split(model), jnp.asarray(x), key, min(batch_size, len(x)), beta)
     return {k: jnp.mean(v, axis=0) for k, v in terms.items()}
 
 
-def elbo_per_example(model: VAE, params, x, key, *, beta: float = 1.0, batch_size: int = 500) -> dict:
+def elbo_per_example(model: VAE, x, key, *, beta: float = 1.0, batch_size: int = 500) -> dict:
     """Like :func:`evaluate` but per image: {'elbo','rec','kl': [n], 'kl_per_dim': [n, L]}."""
     check_images(x, "x", model.cfg.input_dim)
-    return _elbo_all(model, params, jnp.asarray(x), key, min(batch_size, len(x)), beta)
+    return _elbo_all(*nnx.split(model), jnp.asarray(x), key, min(batch_size, len(x)), beta)
 
 
 @partial(jax.jit, static_argnums=(0, 4, 5, 6))
-def _log_likelihood(model, params, x, key, k, k_chunk, batch_size):
+def _log_marginal(graphdef, params, x, key, k, k_chunk, batch_size):
+    model = nnx.merge(graphdef, params)
     batches, n = _pad_batches(x, batch_size)
     n_chunks = k // k_chunk
 
     def one_batch(args):
         xb, kb = args
 
+        post = model.encode(xb)  # one encoder pass serves every chunk
+
         def add_chunk(acc, kc):  # running logsumexp over chunks of importance samples
-            logw = log_importance_weights(model, params, xb, kc, k_chunk)
+            logw = log_importance_weights(model, xb, kc, k_chunk, post)
             return jnp.logaddexp(acc, jax.nn.logsumexp(logw, axis=0)), None
 
         init = jnp.full(xb.shape[0], -jnp.inf, xb.dtype)
@@ -97,9 +79,9 @@ def _log_likelihood(model, params, x, key, k, k_chunk, batch_size):
     return out.reshape(-1)[:n]
 
 
-def log_likelihood(model: VAE, params, x, key, *, k: int = 5000, k_chunk: int = 500,
-                   batch_size: int = 100, progress: bool = False) -> jax.Array:
-    """Importance-sampled estimate of log p(x) per image, L_k with k samples. -> [n].
+def log_marginal_likelihood(model: VAE, x, key, *, k: int = 5000, k_chunk: int = 500,
+                            batch_size: int = 100, progress: bool = False) -> jax.Array:
+    """Importance-sampled estimate of the marginal log p(x) per image, L_k with k samples. -> [n].
 
     x: [n, D] binary images (the test set binarized once). k is split into chunks of
     k_chunk samples (k must be a multiple of k_chunk when larger), so memory holds
@@ -113,44 +95,73 @@ def log_likelihood(model: VAE, params, x, key, *, k: int = 5000, k_chunk: int = 
     if k % k_chunk:
         raise ValueError(f"k={k} must be a multiple of k_chunk={k_chunk}")
     x = jnp.asarray(x)
+    graphdef, params = nnx.split(model)
     if not progress:
-        return _log_likelihood(model, params, x, key, k, k_chunk, min(batch_size, len(x)))
+        return _log_marginal(graphdef, params, x, key, k, k_chunk, min(batch_size, len(x)))
     from tqdm.auto import tqdm
 
     step = batch_size * 10
     parts = []
     for i, start in enumerate(tqdm(range(0, len(x), step), desc=f"log p(x), k={k}", unit="block")):
         xs = x[start:start + step]
-        parts.append(_log_likelihood(model, params, xs, jax.random.fold_in(key, i), k, k_chunk,
-                                     min(batch_size, len(xs))))
+        parts.append(_log_marginal(graphdef, params, xs, jax.random.fold_in(key, i), k, k_chunk,
+                                   min(batch_size, len(xs))))
     return jnp.concatenate(parts)
 
 
 @partial(jax.jit, static_argnums=(0, 3))
-def _encode_all(model, params, x, batch_size):
+def _encode_all(graphdef, params, x, batch_size):
+    model = nnx.merge(graphdef, params)
     batches, n = _pad_batches(x, batch_size)
-    post = jax.lax.map(lambda b: model.apply(params, b, method=VAE.encode), batches)
+    post = jax.lax.map(model.encode, batches)
     return jax.tree_util.tree_map(lambda a: a.reshape(-1, *a.shape[2:])[:n], post)
 
 
-def encode(model: VAE, params, x, *, batch_size: int = 1000):
-    """Posterior parameters for every image. x: [n, D] -> Posterior (mean [n, L], logvar [n, L])."""
+def encode(model: VAE, x, *, batch_size: int = 1000) -> Posterior:
+    """Posterior parameters for every image. x: [n, D] -> Posterior (mean [n, L], log_diag [n, L])."""
     check_images(x, "x", model.cfg.input_dim)
-    return _encode_all(model, params, jnp.asarray(x), min(batch_size, len(x)))
+    return _encode_all(*nnx.split(model), jnp.asarray(x), min(batch_size, len(x)))
 
 
 @partial(jax.jit, static_argnums=(0,))
-def decode(model: VAE, params, z):
-    """Pixel means for codes z: [n, L] -> [n, D] in [0, 1] (sigmoid of Bernoulli logits)."""
-    out = model.apply(params, z, method=VAE.decode)
+def _decode_mean(graphdef, params, z):
+    model = nnx.merge(graphdef, params)
+    out = model.decoder_output(z)
     return jax.nn.sigmoid(out) if model.cfg.likelihood == "bernoulli" else out
 
 
-def active_units(model: VAE, params, x, *, threshold: float = 0.01) -> tuple[int, np.ndarray]:
-    """Burda et al.'s active units: latents whose posterior mean varies across data.
+def decode_mean(model: VAE, z) -> jax.Array:
+    """The decoder's mean image for codes z: [n, L] -> [n, D].
 
-    A_u = Var_x(E_q[z_u|x]) > threshold. x: [n, D]. Returns (count, variances [L]).
+    Bernoulli decoder: pixel probabilities sigmoid(logits), in [0, 1]; Gaussian
+    decoder: the means themselves (not clipped, so they can leave [0, 1]).
     """
-    means = np.asarray(encode(model, params, x).mean)
-    variances = means.var(axis=0)
-    return int(np.sum(variances > threshold)), variances
+    z = jnp.asarray(z, jnp.float32)
+    if z.ndim != 2 or z.shape[1] != model.cfg.latent_dim:
+        raise ValueError(f"codes must be [n, {model.cfg.latent_dim}], got shape {z.shape}")
+    return _decode_mean(*nnx.split(model), z)
+
+
+def decoder_function(model: VAE):
+    """A fast decoder for repeated calls: returns f(z [n, L]) -> mean images [n, D].
+
+    The model is split once here, so each call is just the jitted decoder (what the
+    widgets use for every slider event). Later changes to the model are not seen.
+    """
+    graphdef, params = nnx.split(model)
+    return lambda z: _decode_mean(graphdef, params, jnp.asarray(z, jnp.float32))
+
+
+def reconstruct(model: VAE, x) -> np.ndarray:
+    """Decoded posterior means: x [n, D] -> mean image of p(x | z = E[z|x]) [n, D]."""
+    return np.asarray(decode_mean(model, encode(model, x).mean))
+
+
+def sample_prior(model: VAE, key, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n codes z ~ N(0, I) and their decoded mean images: ([n, L], [n, D])."""
+    z = jax.random.normal(key, (n, model.cfg.latent_dim))
+    return np.asarray(z), np.asarray(decode_mean(model, z))
+
+
+__all__ = ["evaluate", "elbo_per_example", "log_marginal_likelihood", "encode", "decode_mean", "decoder_function",
+           "reconstruct", "sample_prior"]

@@ -1,10 +1,15 @@
-"""Encoders, decoders and the VAE / autoencoder that joins them (Flax Linen).
+"""Encoders, decoders and the VAE / autoencoder that joins them, in Flax NNX.
 
 A model sees images flattened: ``x: [batch, D]`` with ``D = prod(image_shape)``
 (784 for MNIST). The encoder gives the parameters of a Gaussian q(z|x); the decoder
 turns a code ``z: [batch, latent_dim]`` into Bernoulli logits or Gaussian means
 ``[batch, D]``. One :class:`ModelConfig` says everything about the architecture, so a
 model can be rebuilt from a checkpoint's config alone.
+
+A model is an ``nnx.Module``: build it with ``VAE(cfg, rngs=nnx.Rngs(0))`` and call its
+methods directly (``model.encode(x)``). Code that runs inside ``jax.jit`` or ``lax.scan``
+splits it once into a static graph and a pytree of parameters (``nnx.split``) and
+rebuilds it inside the traced function (``nnx.merge``); see ``vae_core.train``.
 """
 from __future__ import annotations
 
@@ -12,11 +17,12 @@ import dataclasses
 import math
 from typing import NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
+from flax import nnx
 
-ACTIVATIONS = {"relu": nn.relu, "tanh": jnp.tanh, "elu": nn.elu}
+ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "elu": jax.nn.elu}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,146 +80,187 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        return cls(**d)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 class Posterior(NamedTuple):
     """Parameters of q(z|x) for a batch.
 
-    mean: [batch, L]; logvar: [batch, L] (log of the diagonal of the covariance for
-    'diagonal', log of the Cholesky diagonal squared for 'full'); offdiag:
-    [batch, L*(L-1)/2] strictly-lower Cholesky entries, or None for 'diagonal'.
+    mean: [batch, L].
+    log_diag: [batch, L], log of the squared diagonal of the Cholesky factor of q's
+      covariance. For a 'diagonal' posterior that is the log-variance of each latent;
+      for 'full' it is log L_ii^2 (the variances also get the off-diagonal terms).
+    offdiag: [batch, L*(L-1)/2] strictly-lower Cholesky entries, or None for 'diagonal'.
     """
 
     mean: jax.Array
-    logvar: jax.Array
+    log_diag: jax.Array
     offdiag: jax.Array | None = None
 
 
 def n_offdiag(latent_dim: int) -> int:
+    """Number of strictly-lower entries of an L x L matrix: L (L - 1) / 2."""
     return latent_dim * (latent_dim - 1) // 2
 
 
 def scale_tril(post: Posterior) -> jax.Array:
     """Cholesky factor L [batch, L, L] of q's covariance (diagonal posteriors too)."""
     dim = post.mean.shape[-1]
-    L = jax.vmap(jnp.diag)(jnp.exp(0.5 * post.logvar))
+    L = jax.vmap(jnp.diag)(jnp.exp(0.5 * post.log_diag))
     if post.offdiag is not None:
         rows, cols = jnp.tril_indices(dim, k=-1)
         L = L.at[:, rows, cols].set(post.offdiag)
     return L
 
 
-class MLPEncoder(nn.Module):
-    """x [batch, D] -> Posterior. One fused Dense head gives mean and log-variance."""
+class PosteriorHead(nnx.Module):
+    """h [batch, H] -> Posterior: one Linear layer gives mean, log-diagonal (and off-diagonal)."""
 
-    cfg: ModelConfig
+    def __init__(self, in_features: int, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.latent_dim = cfg.latent_dim
+        self.full = cfg.posterior == "full"
+        extra = n_offdiag(cfg.latent_dim) if self.full else 0
+        self.linear = nnx.Linear(in_features, 2 * cfg.latent_dim + extra, rngs=rngs)
 
-    @nn.compact
-    def __call__(self, x):
-        act = ACTIVATIONS[self.cfg.activation]
+    def __call__(self, h) -> Posterior:
+        out = self.linear(h)
+        L = self.latent_dim
+        return Posterior(out[:, :L], out[:, L:2 * L], out[:, 2 * L:] if self.full else None)
+
+
+def _mlp(widths: list[int], rngs: nnx.Rngs) -> nnx.List:
+    return nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in zip(widths[:-1], widths[1:])])
+
+
+class MLPEncoder(nnx.Module):
+    """x [batch, D] -> Posterior, through the hidden layers of ``cfg.hidden``."""
+
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.act = ACTIVATIONS[cfg.activation]
+        self.hidden = _mlp([cfg.input_dim, *cfg.hidden], rngs)
+        self.head = PosteriorHead(([cfg.input_dim, *cfg.hidden])[-1], cfg, rngs=rngs)
+
+    def __call__(self, x) -> Posterior:
         h = x
-        for width in self.cfg.hidden:
-            h = act(nn.Dense(width)(h))
-        return _posterior_head(self.cfg, h)
+        for layer in self.hidden:
+            h = self.act(layer(h))
+        return self.head(h)
 
 
-class MLPDecoder(nn.Module):
-    """z [batch, L] -> logits or means [batch, D]; hidden layers mirror the encoder."""
+class MLPDecoder(nnx.Module):
+    """z [batch, L] -> logits or means [batch, D]; hidden layers mirror the encoder's."""
 
-    cfg: ModelConfig
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        widths = [cfg.latent_dim, *reversed(cfg.hidden)]
+        self.act = ACTIVATIONS[cfg.activation]
+        self.hidden = _mlp(widths, rngs)
+        self.output = nnx.Linear(widths[-1], cfg.input_dim, rngs=rngs)
 
-    @nn.compact
     def __call__(self, z):
-        act = ACTIVATIONS[self.cfg.activation]
         h = z
-        for width in reversed(self.cfg.hidden):
-            h = act(nn.Dense(width)(h))
-        return nn.Dense(self.cfg.input_dim, name="output")(h)
+        for layer in self.hidden:
+            h = self.act(layer(h))
+        return self.output(h)
 
 
-class ConvEncoder(nn.Module):
+class ConvEncoder(nnx.Module):
     """x [batch, H*W] -> Posterior, through four 4x4 stride-2 convolutions."""
 
-    cfg: ModelConfig
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.act = ACTIVATIONS[cfg.activation]
+        self.image_shape = cfg.image_shape
+        chans = [1, *cfg.conv_channels]
+        self.convs = nnx.List([nnx.Conv(a, b, (4, 4), strides=(2, 2), padding="SAME", rngs=rngs)
+                               for a, b in zip(chans[:-1], chans[1:])])
+        n_down = len(cfg.conv_channels)
+        flat = (cfg.image_shape[0] >> n_down) * (cfg.image_shape[1] >> n_down) * chans[-1]
+        self.hidden = _mlp([flat, *cfg.hidden], rngs)
+        self.head = PosteriorHead(([flat, *cfg.hidden])[-1], cfg, rngs=rngs)
 
-    @nn.compact
-    def __call__(self, x):
-        act = ACTIVATIONS[self.cfg.activation]
-        h = x.reshape(x.shape[0], *self.cfg.image_shape, 1)
-        for ch in self.cfg.conv_channels:
-            h = act(nn.Conv(ch, (4, 4), strides=(2, 2), padding="SAME")(h))
+    def __call__(self, x) -> Posterior:
+        h = x.reshape(x.shape[0], *self.image_shape, 1)
+        for conv in self.convs:
+            h = self.act(conv(h))
         h = h.reshape(h.shape[0], -1)
-        for width in self.cfg.hidden:
-            h = act(nn.Dense(width)(h))
-        return _posterior_head(self.cfg, h)
+        for layer in self.hidden:
+            h = self.act(layer(h))
+        return self.head(h)
 
 
-class ConvDecoder(nn.Module):
+class ConvDecoder(nnx.Module):
     """z [batch, L] -> logits or means [batch, H*W], mirroring ConvEncoder."""
 
-    cfg: ModelConfig
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
+        self.act = ACTIVATIONS[cfg.activation]
+        n_up = len(cfg.conv_channels)
+        self.side = (cfg.image_shape[0] >> n_up, cfg.image_shape[1] >> n_up)
+        self.top = cfg.conv_channels[-1]
+        widths = [cfg.latent_dim, *reversed(cfg.hidden)]
+        self.hidden = _mlp(widths, rngs)
+        self.project = nnx.Linear(widths[-1], self.side[0] * self.side[1] * self.top, rngs=rngs)
+        chans = [*reversed(cfg.conv_channels)]
+        self.deconvs = nnx.List([nnx.ConvTranspose(a, b, (4, 4), strides=(2, 2), padding="SAME", rngs=rngs)
+                                 for a, b in zip(chans[:-1], chans[1:])])
+        self.output = nnx.ConvTranspose(chans[-1], 1, (4, 4), strides=(2, 2), padding="SAME", rngs=rngs)
 
-    @nn.compact
     def __call__(self, z):
-        act = ACTIVATIONS[self.cfg.activation]
-        n_up = len(self.cfg.conv_channels)
-        side = (self.cfg.image_shape[0] >> n_up, self.cfg.image_shape[1] >> n_up)
         h = z
-        for width in reversed(self.cfg.hidden):
-            h = act(nn.Dense(width)(h))
-        top = self.cfg.conv_channels[-1]
-        h = act(nn.Dense(side[0] * side[1] * top)(h)).reshape(z.shape[0], *side, top)
-        for ch in reversed(self.cfg.conv_channels[:-1]):
-            h = act(nn.ConvTranspose(ch, (4, 4), strides=(2, 2), padding="SAME")(h))
-        h = nn.ConvTranspose(1, (4, 4), strides=(2, 2), padding="SAME", name="output")(h)
-        return h.reshape(z.shape[0], -1)
+        for layer in self.hidden:
+            h = self.act(layer(h))
+        h = self.act(self.project(h)).reshape(z.shape[0], *self.side, self.top)
+        for deconv in self.deconvs:
+            h = self.act(deconv(h))
+        return self.output(h).reshape(z.shape[0], -1)
 
 
-def _posterior_head(cfg: ModelConfig, h):
-    L = cfg.latent_dim
-    extra = n_offdiag(L) if cfg.posterior == "full" else 0
-    out = nn.Dense(2 * L + extra, name="posterior_head")(h)
-    mean, logvar = out[:, :L], out[:, L:2 * L]
-    offdiag = out[:, 2 * L:] if extra else None
-    return Posterior(mean, logvar, offdiag)
+class VAE(nnx.Module):
+    """A VAE (or, with ``cfg.deterministic=True``, a plain autoencoder).
 
-
-class VAE(nn.Module):
-    """A VAE (or, with ``deterministic=True``, a plain autoencoder).
-
-    Methods (call through ``model.apply(params, ..., method=...)``):
       encode(x [batch, D]) -> Posterior
-      decode(z [batch, L]) -> logits (Bernoulli) or means (Gaussian), [batch, D]
+      decoder_output(z [batch, L]) -> Bernoulli logits, or Gaussian means, [batch, D]
       obs_log_std() -> [D] log standard deviation of a Gaussian decoder
       __call__(x, key) -> (decoder output [batch, D], z [batch, L], Posterior)
+
+    data_mean: optional [D] mean training image. For a Bernoulli decoder the output bias
+    starts at logit(mean), as in the IWAE paper, so the first steps do not spend effort
+    learning the average image.
     """
 
-    cfg: ModelConfig
-
-    def setup(self):
-        if self.cfg.architecture == "conv":
-            self.encoder, self.decoder = ConvEncoder(self.cfg), ConvDecoder(self.cfg)
+    def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs, data_mean=None):
+        self.cfg = cfg
+        if cfg.architecture == "conv":
+            self.encoder, self.decoder = ConvEncoder(cfg, rngs=rngs), ConvDecoder(cfg, rngs=rngs)
         else:
-            self.encoder, self.decoder = MLPEncoder(self.cfg), MLPDecoder(self.cfg)
-        if self.cfg.likelihood == "gaussian" and self.cfg.obs_std is None:
-            self.log_std = self.param("log_std", nn.initializers.zeros, (self.cfg.input_dim,))
+            self.encoder, self.decoder = MLPEncoder(cfg, rngs=rngs), MLPDecoder(cfg, rngs=rngs)
+        if cfg.likelihood == "gaussian" and cfg.obs_std is None:
+            self.log_std = nnx.Param(jnp.zeros((cfg.input_dim,)))
+        if data_mean is not None and cfg.likelihood == "bernoulli":
+            p = jnp.clip(jnp.asarray(data_mean, jnp.float32).reshape(-1), 1e-3, 1 - 1e-3)
+            bias = jnp.log(p) - jnp.log1p(-p)
+            out = self.decoder.output.bias
+            # a conv decoder has one output channel: one bias for every pixel
+            out.value = bias if cfg.architecture == "mlp" else jnp.full_like(out.value, jnp.mean(bias))
 
-    def encode(self, x):
+    def encode(self, x) -> Posterior:
         return self.encoder(x)
 
-    def decode(self, z):
+    def decoder_output(self, z):
         return self.decoder(z)
 
     def obs_log_std(self):
         if self.cfg.obs_std is None:
-            return self.log_std
+            return self.log_std.value
         return jnp.full((self.cfg.input_dim,), jnp.log(self.cfg.obs_std))
 
     def __call__(self, x, key):
         post = self.encode(x)
         z = post.mean if self.cfg.deterministic else sample_posterior(key, post)
-        return self.decode(z), z, post
+        return self.decoder_output(z), z, post
+
+
+def build_model(cfg: ModelConfig, key: jax.Array | int = 0, data_mean=None) -> VAE:
+    """A freshly initialised VAE; key: a PRNG key or an integer seed."""
+    return VAE(cfg, rngs=nnx.Rngs(params=key), data_mean=data_mean)
 
 
 def sample_posterior(key: jax.Array, post: Posterior, n: int | None = None) -> jax.Array:
@@ -224,28 +271,51 @@ def sample_posterior(key: jax.Array, post: Posterior, n: int | None = None) -> j
     shape = post.mean.shape if n is None else (n, *post.mean.shape)
     eps = jax.random.normal(key, shape, post.mean.dtype)
     if post.offdiag is None:
-        return post.mean + jnp.exp(0.5 * post.logvar) * eps
+        return post.mean + jnp.exp(0.5 * post.log_diag) * eps
     return post.mean + jnp.einsum("bij,...bj->...bi", scale_tril(post), eps)
 
 
-def init_params(cfg: ModelConfig, key: jax.Array, data_mean: jax.Array | None = None):
-    """Initialise a model's parameters.
+def params_to_arrays(model: VAE) -> dict[str, np.ndarray]:
+    """The model's parameters as {'encoder/hidden/0/kernel': array, ...} on the host."""
+    flat = {}
 
-    data_mean: optional [D] mean training image; for a Bernoulli decoder the output
-    bias starts at logit(mean), as in the IWAE paper, so the first steps do not waste
-    effort learning the average image.
+    def walk(tree, prefix):
+        for k, v in tree.items():
+            if isinstance(v, dict):
+                walk(v, f"{prefix}{k}/")
+            else:
+                flat[f"{prefix}{k}"] = np.asarray(jax.device_get(v))
+
+    walk(nnx.to_pure_dict(nnx.state(model)), "")
+    return flat
+
+
+def model_from_arrays(cfg: ModelConfig, arrays: dict) -> VAE:
+    """Rebuild a model of config ``cfg`` from :func:`params_to_arrays`'s dict.
+
+    Raises ValueError naming a missing, extra or mis-shaped parameter.
     """
-    model = VAE(cfg)
-    k_init, k_z = jax.random.split(key)
-    x = jnp.zeros((1, cfg.input_dim), jnp.float32)
-    params = model.init(k_init, x, k_z)
-    if data_mean is not None and cfg.likelihood == "bernoulli":
-        p = jnp.clip(jnp.asarray(data_mean, jnp.float32).reshape(-1), 1e-3, 1 - 1e-3)
-        bias = jnp.log(p) - jnp.log1p(-p)
-        params = jax.tree_util.tree_map(lambda a: a, params)  # a copy we may edit
-        out = params["params"]["decoder"]["output"]
-        if cfg.architecture == "mlp":
-            out["bias"] = bias
-        else:  # a conv decoder has one output channel: one bias for every pixel
-            out["bias"] = jnp.full_like(out["bias"], jnp.mean(bias))
-    return model, params
+    model = build_model(cfg, 0)
+    expected = params_to_arrays(model)
+    missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
+    if missing or extra:
+        raise ValueError(f"missing parameters {missing}, unexpected {extra}")
+    for name, template in expected.items():
+        if np.shape(arrays[name]) != template.shape:
+            raise ValueError(f"parameter {name} has shape {np.shape(arrays[name])} where the model has "
+                             f"{template.shape}")
+    state = nnx.state(model)
+    pure = nnx.to_pure_dict(state)
+
+    def fill(tree, prefix):
+        return {k: fill(v, f"{prefix}{k}/") if isinstance(v, dict) else
+                jnp.asarray(arrays[f"{prefix}{k}"], v.dtype) for k, v in tree.items()}
+
+    nnx.replace_by_pure_dict(state, fill(pure, ""))
+    nnx.update(model, state)
+    return model
+
+
+__all__ = ["ACTIVATIONS", "ModelConfig", "Posterior", "n_offdiag", "scale_tril", "PosteriorHead", "MLPEncoder",
+           "MLPDecoder", "ConvEncoder", "ConvDecoder", "VAE", "build_model", "sample_posterior",
+           "params_to_arrays", "model_from_arrays"]

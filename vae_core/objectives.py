@@ -12,7 +12,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from .models import Posterior, VAE, sample_posterior, scale_tril
+from typing import NamedTuple
+
+from .models import VAE, Posterior, sample_posterior, scale_tril
 
 # log-variances are clipped to this range before exp(): exp(±30) stays finite in
 # float32, so extreme encoder outputs give large but finite KL terms, never inf/NaN.
@@ -54,25 +56,34 @@ def standard_normal_log_density(z: jax.Array) -> jax.Array:
 def posterior_log_density(z: jax.Array, post: Posterior) -> jax.Array:
     """log q(z|x) for z: [..., batch, L] under a diagonal or full-covariance Posterior."""
     if post.offdiag is None:
-        return gaussian_log_density(z, post.mean, post.logvar)
+        return gaussian_log_density(z, post.mean, post.log_diag)
     L = scale_tril(post)  # [batch, L, L]
     diff = z - post.mean
     # solve L y = diff for each example (broadcast over leading sample axes)
     solve = lambda Lb, db: jax.scipy.linalg.solve_triangular(Lb, db.T, lower=True).T  # noqa: E731
     y = jax.vmap(solve, in_axes=(0, -2), out_axes=-2)(L, diff)
-    log_det = jnp.sum(_safe_logvar(post.logvar), axis=-1) * 0.5
+    log_det = jnp.sum(_safe_logvar(post.log_diag), axis=-1) * 0.5
     dim = z.shape[-1]
     return -0.5 * jnp.sum(y**2, axis=-1) - log_det - 0.5 * dim * LOG_2PI
 
 
-def decoder_log_likelihood(model: VAE, params, z: jax.Array, x: jax.Array) -> jax.Array:
-    """log p(x|z) under the model's decoder. z: [..., batch, L], x: [batch, D] -> [..., batch]."""
-    lead = z.shape[:-1]
-    out = model.apply(params, z.reshape(-1, z.shape[-1]), method=VAE.decode).reshape(*lead, -1)
+def observation_log_likelihood(model: VAE, out: jax.Array, x: jax.Array) -> jax.Array:
+    """log p(x|z) from the decoder's output (logits or means). out: [..., D], x: [..., D] -> [...]."""
     if model.cfg.likelihood == "bernoulli":
         return bernoulli_log_likelihood(out, x)
-    log_std = model.apply(params, method=VAE.obs_log_std)
-    return gaussian_log_likelihood(out, x, log_std)
+    return gaussian_log_likelihood(out, x, model.obs_log_std())
+
+
+def decoder_log_likelihood(model: VAE, x: jax.Array, z: jax.Array) -> jax.Array:
+    """log p(x|z) under the model's decoder. x: [batch, D], z: [..., batch, L] -> [..., batch]."""
+    lead = z.shape[:-1]
+    out = model.decoder_output(z.reshape(-1, z.shape[-1])).reshape(*lead, -1)
+    return observation_log_likelihood(model, out, x)
+
+
+def log_joint(model: VAE, x: jax.Array, z: jax.Array) -> jax.Array:
+    """log p(x, z) = log p(x|z) + log N(z; 0, I). x: [batch, D], z: [..., batch, L] -> [..., batch]."""
+    return decoder_log_likelihood(model, x, z) + standard_normal_log_density(z)
 
 
 # --------------------------------------------------------------------------- KL terms
@@ -85,8 +96,8 @@ def kl_per_dim(mean: jax.Array, logvar: jax.Array) -> jax.Array:
 def kl_divergence(post: Posterior) -> jax.Array:
     """Analytic KL(q(z|x) || N(0, I)) summed over latents, for either covariance. -> [batch]."""
     if post.offdiag is None:
-        return jnp.sum(kl_per_dim(post.mean, post.logvar), axis=-1)
-    logvar = _safe_logvar(post.logvar)
+        return jnp.sum(kl_per_dim(post.mean, post.log_diag), axis=-1)
+    logvar = _safe_logvar(post.log_diag)
     trace = jnp.sum(jnp.exp(logvar), -1) + jnp.sum(post.offdiag**2, -1)
     dim = post.mean.shape[-1]
     return 0.5 * (trace + jnp.sum(post.mean**2, -1) - dim - jnp.sum(logvar, -1))
@@ -103,7 +114,7 @@ def monte_carlo_kl(key: jax.Array, post: Posterior, n_samples: int) -> tuple[jax
 
 
 # --------------------------------------------------------------------------- bounds
-def elbo_terms(model: VAE, params, x: jax.Array, key: jax.Array, beta: float | jax.Array = 1.0) -> dict:
+def elbo_terms(model: VAE, x: jax.Array, key: jax.Array, beta: float | jax.Array = 1.0) -> dict:
     """One-sample ELBO and its parts for a batch x: [batch, D].
 
     Returns a dict of per-example arrays:
@@ -112,16 +123,13 @@ def elbo_terms(model: VAE, params, x: jax.Array, key: jax.Array, beta: float | j
       kl [batch]        = analytic KL(q(z|x) || N(0, I)) (0 for an AE)
       kl_per_dim [batch, L]
     """
-    out, z, post = model.apply(params, x, key)
-    if model.cfg.likelihood == "bernoulli":
-        rec = bernoulli_log_likelihood(out, x)
-    else:
-        rec = gaussian_log_likelihood(out, x, model.apply(params, method=VAE.obs_log_std))
+    out, z, post = model(x, key)
+    rec = observation_log_likelihood(model, out, x)
     if model.cfg.deterministic:
         per_dim = jnp.zeros_like(post.mean)
         kl = jnp.zeros(x.shape[0], x.dtype)
     elif post.offdiag is None:
-        per_dim = kl_per_dim(post.mean, post.logvar)
+        per_dim = kl_per_dim(post.mean, post.log_diag)
         kl = jnp.sum(per_dim, -1)
     else:
         kl = kl_divergence(post)
@@ -129,20 +137,23 @@ def elbo_terms(model: VAE, params, x: jax.Array, key: jax.Array, beta: float | j
     return {"elbo": rec - beta * kl, "rec": rec, "kl": kl, "kl_per_dim": per_dim}
 
 
-def log_importance_weights(model: VAE, params, x: jax.Array, key: jax.Array, k: int) -> jax.Array:
-    """log w_i = log p(x, z_i) - log q(z_i|x) for k draws z_i ~ q(z|x). x: [batch, D] -> [k, batch]."""
-    post = model.apply(params, x, method=VAE.encode)
+def log_importance_weights(model: VAE, x: jax.Array, key: jax.Array, k: int,
+                           post: Posterior | None = None) -> jax.Array:
+    """log w_i = log p(x, z_i) - log q(z_i|x) for k draws z_i ~ q(z|x). x: [batch, D] -> [k, batch].
+
+    post: q(z|x) for this batch when the caller already has it (saves an encoder pass).
+    """
+    post = model.encode(x) if post is None else post
     z = sample_posterior(key, post, k)
-    return (decoder_log_likelihood(model, params, z, x) + standard_normal_log_density(z)
-            - posterior_log_density(z, post))
+    return log_joint(model, x, z) - posterior_log_density(z, post)
 
 
-def iwae_bound(model: VAE, params, x: jax.Array, key: jax.Array, k: int) -> jax.Array:
+def iwae_bound(model: VAE, x: jax.Array, key: jax.Array, k: int) -> jax.Array:
     """Importance-weighted bound L_k = E[log (1/k) sum_i w_i] (one draw). -> [batch].
 
     L_1 is the ELBO; L_k rises toward log p(x) as k grows (Burda et al. 2015).
     """
-    logw = log_importance_weights(model, params, x, key, k)
+    logw = log_importance_weights(model, x, key, k)
     return jax.nn.logsumexp(logw, axis=0) - jnp.log(k)
 
 
@@ -164,3 +175,55 @@ def capacity_objective(rec: jax.Array, kl: jax.Array, capacity: jax.Array, gamma
     A loss to minimise (not a bound). capacity C is raised during training.
     """
     return -rec + gamma * jnp.abs(kl - capacity)
+
+
+# --------------------------------------------------------------------------- the training loss
+class LossSpec(NamedTuple):
+    """What a training step minimises; ``vae_core.train`` builds it from a TrainConfig.
+
+    objective:      'elbo' (beta-weighted, with warm-up), 'iwae' (L_k) or 'capacity'.
+    beta, warmup_steps: KL weight = linear_warmup(step, warmup_steps, beta) ('elbo').
+    iwae_k:         importance samples ('iwae').
+    capacity_max, capacity_steps, gamma: C = capacity_max * min(step / capacity_steps, 1) ('capacity').
+    """
+
+    objective: str = "elbo"
+    beta: float = 1.0
+    warmup_steps: int = 0
+    iwae_k: int = 1
+    capacity_max: float = 25.0
+    capacity_steps: int = 1
+    gamma: float = 100.0
+
+
+def training_loss(model: VAE, x: jax.Array, key: jax.Array, step: jax.Array, spec: LossSpec):
+    """The scalar loss of one minibatch x: [batch, D] and what the history records.
+
+    Returns (loss, aux) with aux = {'rec': [batch], 'kl': [batch], 'kl_weight': []}:
+    the reconstruction and KL terms of one posterior draw, and the weight the loss
+    really put on the KL term at this step — beta after warm-up ('elbo'),
+    gamma * sign(KL - C) averaged over the batch ('capacity'), and NaN for 'iwae'
+    (L_k has no separate KL term; rec and kl are then recorded without gradient).
+    """
+    if spec.objective == "iwae":
+        k_iw, k_elbo = jax.random.split(key)
+        bound = iwae_bound(model, x, k_iw, spec.iwae_k)
+        t = jax.lax.stop_gradient(elbo_terms(model, x, k_elbo))
+        aux = {"rec": t["rec"], "kl": t["kl"], "kl_weight": jnp.asarray(jnp.nan, jnp.float32)}
+        return -jnp.mean(bound), aux
+    t = elbo_terms(model, x, key)
+    if spec.objective == "capacity":
+        c = spec.capacity_max * jnp.clip(step / spec.capacity_steps, 0.0, 1.0)
+        loss = capacity_objective(t["rec"], t["kl"], c, spec.gamma)
+        weight = spec.gamma * jnp.mean(jnp.sign(t["kl"] - c))
+    else:
+        weight = linear_warmup(step, spec.warmup_steps, spec.beta)
+        loss = -(t["rec"] - weight * t["kl"])
+    return jnp.mean(loss), {"rec": t["rec"], "kl": t["kl"], "kl_weight": weight}
+
+
+__all__ = ["LOGVAR_LIMIT", "bernoulli_log_likelihood", "gaussian_log_likelihood", "gaussian_log_density",
+           "standard_normal_log_density", "posterior_log_density", "observation_log_likelihood",
+           "decoder_log_likelihood", "log_joint", "kl_per_dim", "kl_divergence", "monte_carlo_kl", "elbo_terms",
+           "log_importance_weights", "iwae_bound", "linear_warmup", "capacity_objective", "LossSpec",
+           "training_loss"]

@@ -118,3 +118,36 @@ def _fig_ax(ax, figsize):
         fig, ax = plt.subplots(figsize=figsize)
         return fig, ax
     return ax.figure, ax
+
+
+def format_table(rows: list[dict], columns, *, markdown: bool = False) -> str:
+    """A table of rows (dicts) as text.
+
+    columns: a list of (key, header, format spec) such as ('elbo', 'test ELBO', '.2f');
+    a spec may also be a function value -> str. A missing or None value prints as '-'.
+    Plain text aligns text columns left and number columns right; markdown=True gives a
+    Markdown pipe table instead (for display with IPython.display.Markdown).
+    """
+    if not rows:
+        raise ValueError("format_table needs at least one row")
+
+    def cell(value, spec):
+        if value is None:
+            return "-"
+        return spec(value) if callable(spec) else format(value, spec)
+
+    header = [h for _, h, _ in columns]
+    body = [[cell(row.get(k), spec) for k, _, spec in columns] for row in rows]
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in body])
+    cells = [header] + body
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    text = [all(isinstance(row.get(k), str) for row in rows) for k, _, _ in columns]
+    lines = ["  ".join(c.ljust(w) if t else c.rjust(w) for c, w, t in zip(r, widths, text)) for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+__all__ = ["FIGURES_DIR", "MNIST_CREDIT", "tile_images", "image_grid", "plot_history", "scatter_latents",
+           "save_figure", "format_table"]

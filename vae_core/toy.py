@@ -8,8 +8,9 @@ Posterior: p(z|x) = N(m, S),  S = (I + W^T W / sigma^2)^-1,  m = S W^T (x - b) /
 For a Gaussian q(z) = N(mu, C) the ELBO is closed-form too:
     ELBO(q) = E_q[log p(x|z)] - KL(q || N(0, I))
     E_q[log p(x|z)] = log N(x; W mu + b, sigma^2 I) - tr(W C W^T) / (2 sigma^2)
-and log p(x) = ELBO(q) + KL(q || p(z|x)) holds exactly. The notebooks check each of
-these identities numerically; the tests check the engine's bounds against them.
+and log p(x) = ELBO(q) + KL(q || p(z|x)) holds exactly. ``tests/test_toy.py`` checks
+these identities against brute-force numbers, and the engine's bounds are tested
+against them (``as_vae`` turns this model into a VAE with the exact posterior).
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import math
 import jax.numpy as jnp
 import numpy as np
 
-from .models import ModelConfig, n_offdiag
+from .models import ModelConfig, model_from_arrays, n_offdiag
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,8 +65,8 @@ class LinearGaussian:
         return gaussian_kl(q_mean, q_cov, p_mean, p_cov)
 
     def as_vae(self, posterior: str = "full"):
-        """A ``VAE`` (ModelConfig, params) whose decoder is this model and whose encoder
-        outputs the exact posterior: linear encoder and decoder with no hidden layers."""
+        """A ``VAE`` whose decoder is this model and whose encoder outputs the exact
+        posterior (for posterior='full'): linear encoder and decoder, no hidden layers."""
         D, L = self.W.shape
         cfg = ModelConfig(latent_dim=L, hidden=(), likelihood="gaussian", obs_std=float(self.sigma),
                           image_shape=(1, D), posterior=posterior)
@@ -83,12 +84,10 @@ class LinearGaussian:
             bias[2 * L:] = chol[rows, cols]
         else:
             bias[L:2 * L] = np.log(np.diag(p_cov))
-        params = {"params": {
-            "encoder": {"posterior_head": {"kernel": jnp.asarray(kernel), "bias": jnp.asarray(bias)}},
-            "decoder": {"output": {"kernel": jnp.asarray(self.W.T, jnp.float32),
-                                   "bias": jnp.asarray(self.b, jnp.float32)}},
-        }}
-        return cfg, params
+        return model_from_arrays(cfg, {
+            "encoder/head/linear/kernel": kernel, "encoder/head/linear/bias": bias,
+            "decoder/output/kernel": np.asarray(self.W.T, np.float32),
+            "decoder/output/bias": np.asarray(self.b, np.float32)})
 
     def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """Draw n data points x: [n, D]."""
@@ -112,3 +111,6 @@ def _mvn_logpdf(x, mean, cov):
     chol = jnp.linalg.cholesky(cov)
     y = jnp.linalg.solve(chol, (x - mean).T).T
     return -0.5 * jnp.sum(y**2, -1) - jnp.sum(jnp.log(jnp.diag(chol))) - 0.5 * D * math.log(2 * math.pi)
+
+
+__all__ = ["LinearGaussian", "gaussian_kl"]

@@ -6,6 +6,17 @@ notebooks use (usually through :func:`vae_core.checkpoint.train_or_load`, which 
 the result). Each epoch shuffles the training set, draws a fresh binarization of every
 minibatch (dynamic binarization), takes one optimiser step per minibatch, all inside
 one compiled function, and then evaluates the test set. Same seed, same numbers.
+
+The NNX model is split once into its static graph and its parameters (``nnx.split``);
+the compiled epoch carries the parameters and rebuilds the model inside the trace
+(``nnx.merge``), which compiles to the same program as a hand-written pure function.
+The loss is :func:`vae_core.objectives.training_loss`, the only place where beta,
+warm-up, capacity and the IWAE bound are turned into a number to minimise.
+
+``train`` does no file I/O: a per-epoch ``callback`` sees a :class:`EpochEnd` (history,
+a copy of the model, the full training state), and ``resume=`` continues from such a
+state. :func:`vae_core.checkpoint.train_resumable` joins the two into training that
+survives being stopped.
 """
 from __future__ import annotations
 
@@ -19,10 +30,12 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from .data import binarize
-from .evaluate import check_images, evaluate
-from .models import ModelConfig, init_params
-from .objectives import capacity_objective, elbo_terms, iwae_bound, linear_warmup
+from flax import nnx
+
+from .data import binarize, check_images
+from .evaluate import evaluate
+from .models import VAE, ModelConfig, build_model
+from .objectives import LossSpec, training_loss
 
 OBJECTIVES = ("elbo", "iwae", "capacity")
 
@@ -39,8 +52,11 @@ class TrainConfig:
     binarize:        draw x_bin ~ Bernoulli(x) afresh for every minibatch; False uses the
                      data as given (binary sprites, or grey levels for a Gaussian decoder).
     adam_b1, adam_b2, adam_eps: Adam's moments (the IWAE paper uses 0.99, 0.999, 1e-4).
-    lr_decay:        optional final learning rate: cosine decay from learning_rate.
-    eval_samples:    test images evaluated after each epoch (None: all).
+    final_learning_rate: optional; the learning rate decays from learning_rate to this
+                     one along a cosine over all steps (None: constant).
+    lr_stages:       optional IWAE-paper schedule: a tuple of (epochs, learning rate)
+                     stages run one after the other (overrides final_learning_rate).
+    eval_images:     how many test images are evaluated after each epoch (None: all).
     """
 
     epochs: int = 10
@@ -57,9 +73,10 @@ class TrainConfig:
     adam_b1: float = 0.9
     adam_b2: float = 0.999
     adam_eps: float = 1e-8
-    lr_decay: float | None = None
+    final_learning_rate: float | None = None
+    lr_stages: tuple[tuple[int, float], ...] | None = None
     seed: int = 0
-    eval_samples: int | None = None
+    eval_images: int | None = None
 
     def __post_init__(self):
         if self.objective not in OBJECTIVES:
@@ -72,6 +89,18 @@ class TrainConfig:
             raise ValueError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
         if self.learning_rate <= 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+        if self.lr_stages is not None:
+            stages = tuple((int(e), float(lr)) for e, lr in self.lr_stages)
+            if sum(e for e, _ in stages) != self.epochs:
+                raise ValueError(f"lr_stages cover {sum(e for e, _ in stages)} epochs, not epochs={self.epochs}")
+            object.__setattr__(self, "lr_stages", stages)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        d = dict(d)
+        if d.get("lr_stages") is not None:
+            d["lr_stages"] = tuple(tuple(s) for s in d["lr_stages"])
+        return cls(**d)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -79,68 +108,105 @@ class TrainConfig:
 
 @dataclasses.dataclass
 class TrainResult:
-    """What training returns: the model, its parameters and a per-epoch history.
+    """What training returns: the trained model and a per-epoch history.
 
     history: dict of lists, one entry per epoch — 'train_loss', 'train_rec', 'train_kl'
-    (minibatch means), 'test_elbo', 'test_rec', 'test_kl', 'test_kl_per_dim' ([L] each),
-    'beta' (KL weight at the epoch's end), 'seconds' (wall time of the epoch).
+    (minibatch means), 'kl_weight' (mean weight the loss put on the KL term in the
+    epoch, see :func:`vae_core.objectives.training_loss`), 'test_elbo', 'test_rec',
+    'test_kl', 'test_kl_per_dim' ([L] each), 'seconds' (wall time of the epoch).
+    source: where the model came from ('trained', 'cache', 'shipped'), set by
+    :func:`vae_core.checkpoint.train_or_load`.
+    extra: facts a checkpoint stored beside the model (a shipped model's card).
     """
 
-    model: object
-    params: dict
+    model: VAE
     history: dict
     model_config: ModelConfig
     train_config: TrainConfig
+    source: str = "trained"
+    extra: dict = dataclasses.field(default_factory=dict)
 
 
-def make_optimizer(cfg: TrainConfig, steps_total: int) -> optax.GradientTransformation:
+@dataclasses.dataclass
+class TrainingState:
+    """Everything needed to continue training: parameters, optimiser state, epochs done."""
+
+    params: nnx.State
+    opt_state: optax.OptState
+    epochs_done: int
+    history: dict
+
+
+@dataclasses.dataclass
+class EpochEnd:
+    """What a per-epoch callback of :func:`train` sees."""
+
+    epoch: int
+    history: dict
+    graphdef: nnx.GraphDef
+    params: nnx.State
+    opt_state: optax.OptState
+
+    def model(self) -> VAE:
+        """A copy of the model as it is now (safe to keep after training goes on)."""
+        return nnx.merge(self.graphdef, jax.tree_util.tree_map(jnp.copy, self.params))
+
+    def state(self) -> TrainingState:
+        """A copy of the training state (parameters, optimiser state, history)."""
+        copy = lambda tree: jax.tree_util.tree_map(jnp.copy, tree)  # noqa: E731
+        return TrainingState(copy(self.params), copy(self.opt_state), self.epoch,
+                             {k: list(v) for k, v in self.history.items()})
+
+
+HISTORY_KEYS = ("train_loss", "train_rec", "train_kl", "kl_weight", "test_elbo", "test_rec", "test_kl",
+                "test_kl_per_dim", "seconds")
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
+    """Adam with the configured moments and learning-rate schedule."""
     lr = cfg.learning_rate
-    if cfg.lr_decay is not None:
-        lr = optax.cosine_decay_schedule(cfg.learning_rate, steps_total, alpha=cfg.lr_decay / cfg.learning_rate)
+    if cfg.lr_stages is not None:
+        values = [rate for _, rate in cfg.lr_stages]
+        bounds = list(np.cumsum([e * steps_per_epoch for e, _ in cfg.lr_stages])[:-1])
+        lr = optax.join_schedules([optax.constant_schedule(v) for v in values], [int(b) for b in bounds])
+    elif cfg.final_learning_rate is not None:
+        lr = optax.cosine_decay_schedule(cfg.learning_rate, steps_per_epoch * cfg.epochs,
+                                         alpha=cfg.final_learning_rate / cfg.learning_rate)
     return optax.adam(lr, b1=cfg.adam_b1, b2=cfg.adam_b2, eps=cfg.adam_eps)
 
 
-def make_loss_fn(model, cfg: TrainConfig, steps_per_epoch: int):
-    """loss(params, x [batch, D], key, step) -> (scalar loss, (rec [batch], kl [batch]))."""
-    warmup_steps = int(round(cfg.warmup_epochs * steps_per_epoch))
-    capacity_steps = max(1, int(round(cfg.capacity_epochs * steps_per_epoch)))
-
-    def loss_fn(params, x, key, step):
-        if cfg.objective == "iwae":
-            k_iw, k_elbo = jax.random.split(key)
-            bound = iwae_bound(model, params, x, k_iw, cfg.iwae_k)
-            # rec and KL of one draw, for the history only (no gradient through them)
-            t = jax.lax.stop_gradient(elbo_terms(model, params, x, k_elbo))
-            return -jnp.mean(bound), (t["rec"], t["kl"])
-        t = elbo_terms(model, params, x, key)
-        if cfg.objective == "capacity":
-            c = cfg.capacity_max * jnp.clip(step / capacity_steps, 0.0, 1.0)
-            loss = capacity_objective(t["rec"], t["kl"], c, cfg.gamma)
-        else:
-            weight = linear_warmup(step, warmup_steps, cfg.beta)
-            loss = -(t["rec"] - weight * t["kl"])
-        return jnp.mean(loss), (t["rec"], t["kl"])
-
-    return loss_fn
+def loss_spec(cfg: TrainConfig, steps_per_epoch: int) -> LossSpec:
+    """The objective of a TrainConfig with its schedules converted from epochs to steps."""
+    return LossSpec(objective=cfg.objective, beta=cfg.beta,
+                    warmup_steps=int(round(cfg.warmup_epochs * steps_per_epoch)), iwae_k=cfg.iwae_k,
+                    capacity_max=cfg.capacity_max,
+                    capacity_steps=max(1, int(round(cfg.capacity_epochs * steps_per_epoch))), gamma=cfg.gamma)
 
 
-def make_epoch_fn(model, cfg: TrainConfig, tx, n_train: int, *, loop: str | None = None):
+def make_epoch_fn(model: VAE, cfg: TrainConfig, tx, n_train: int, *, loop: str | None = None):
     """A jitted epoch: run_epoch(params, opt_state, step, data [n, D], key)
-      -> params, opt_state, step, metrics {'loss','rec','kl': [steps]}
+      -> params, opt_state, step, metrics {'loss', 'rec', 'kl', 'kl_weight': [steps]}
 
+    params is ``nnx.split(model)[1]``; ``nnx.merge(graphdef, params)`` gives the model back.
     loop='scan' compiles the whole epoch into one ``lax.scan`` (no Python between steps);
     loop='python' jits one step and calls it once per minibatch. The default (None) is
     'scan', except for convolutional models on CPU: XLA:CPU runs convolutions inside a
-    loop body on a slow path (jax-ml/jax#12868; measured here 11x slower for the sprite
-    beta-VAE), so those take the Python loop. Both draw the same permutation and keys.
+    loop body on a slow path (jax-ml/jax#12868; ``benchmarks/conv_speed.py`` measured
+    7.3x slower for notebook 05's sprite net), so those take the Python loop. Both draw
+    the same permutation and keys.
     """
     if loop is None:
         conv_on_cpu = model.cfg.architecture == "conv" and jax.default_backend() == "cpu"
         loop = "python" if conv_on_cpu else "scan"
     if loop not in ("scan", "python"):
         raise ValueError(f"loop must be 'scan' or 'python', got {loop!r}")
+    graphdef = nnx.graphdef(model)
     steps = n_train // cfg.batch_size
-    loss_fn = make_loss_fn(model, cfg, steps)
+    spec = loss_spec(cfg, steps)
+
+    def loss_fn(params, x, key, step):
+        return training_loss(nnx.merge(graphdef, params), x, key, step, spec)
+
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 
     def train_step(carry, batch_key):
@@ -150,10 +216,11 @@ def make_epoch_fn(model, cfg: TrainConfig, tx, n_train: int, *, loop: str | None
         x = data[idx]
         if cfg.binarize:
             x = binarize(k_bin, x)
-        (loss, (rec, kl)), grads = grad_fn(params, x, k_loss, step)
+        (loss, aux), grads = grad_fn(params, x, k_loss, step)
         updates, opt_state = tx.update(grads, opt_state, params)
         params = optax.apply_updates(params, updates)
-        metrics = {"loss": loss, "rec": jnp.mean(rec), "kl": jnp.mean(kl)}
+        metrics = {"loss": loss, "rec": jnp.mean(aux["rec"]), "kl": jnp.mean(aux["kl"]),
+                   "kl_weight": aux["kl_weight"]}
         return (params, opt_state, step + 1, data), metrics
 
     @jax.jit
@@ -188,17 +255,23 @@ def make_epoch_fn(model, cfg: TrainConfig, tx, n_train: int, *, loop: str | None
     return run_epoch_python
 
 
-def train(model_cfg: ModelConfig, cfg: TrainConfig, x_train, x_test=None, *,
-          params=None, progress: bool = True, desc: str = "training") -> TrainResult:
+def train(model_cfg: ModelConfig, cfg: TrainConfig, x_train, x_test=None, *, init: VAE | None = None,
+          resume: TrainingState | None = None, callback=None, progress: bool = True,
+          desc: str = "training") -> TrainResult:
     """Train a model; returns a :class:`TrainResult`.
 
     x_train: [n, D] images in [0, 1] (grey levels; binarized per minibatch when
     cfg.binarize). x_test: optional [m, D] test images, evaluated after every epoch on a
     fixed binarization (seeded), so test numbers are comparable across epochs and runs.
-    params: start from these instead of a fresh initialisation.
+    init: start from this model's parameters instead of a fresh initialisation.
+    resume: continue from a :class:`TrainingState` (same configs); the remaining epochs
+    use the same keys as an uninterrupted run, so the result is the same.
+    callback: called as callback(EpochEnd) after every epoch; returning True stops
+    training there (the result then holds the epochs done so far).
     Raises FloatingPointError naming the epoch, step and term if the loss becomes NaN.
     """
-    check_images(x_train, "x_train", model_cfg.input_dim, binary=not cfg.binarize and model_cfg.likelihood == "bernoulli")
+    check_images(x_train, "x_train", model_cfg.input_dim,
+                 binary=not cfg.binarize and model_cfg.likelihood == "bernoulli")
     if x_test is not None:
         check_images(x_test, "x_test", model_cfg.input_dim)
     if len(x_train) < cfg.batch_size:
@@ -207,35 +280,41 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, x_train, x_test=None, *,
     key = jax.random.PRNGKey(cfg.seed)
     k_init, k_test, k_train = jax.random.split(key, 3)
     data = jnp.asarray(x_train, jnp.float32)
-    model, fresh = init_params(model_cfg, k_init, data_mean=jnp.mean(data, 0))
-    # copy given parameters: the epoch function donates (reuses) its input buffers
-    params = fresh if params is None else jax.tree_util.tree_map(jnp.array, params)
+    model = build_model(model_cfg, k_init, data_mean=jnp.mean(data, 0))
+    graphdef, params = nnx.split(model)
+    if init is not None:  # copy: the epoch function donates (reuses) its input buffers
+        params = jax.tree_util.tree_map(jnp.array, nnx.state(init))
     steps_per_epoch = len(x_train) // cfg.batch_size
-    tx = make_optimizer(cfg, steps_per_epoch * cfg.epochs)
+    tx = make_optimizer(cfg, steps_per_epoch)
     opt_state = tx.init(params)
+    history = {k: [] for k in HISTORY_KEYS}
+    first = 1
+    if resume is not None:
+        params = jax.tree_util.tree_map(jnp.array, resume.params)
+        opt_state = jax.tree_util.tree_map(jnp.array, resume.opt_state)
+        history = {k: list(resume.history.get(k, [])) for k in HISTORY_KEYS}
+        first = resume.epochs_done + 1
     run_epoch = make_epoch_fn(model, cfg, tx, len(x_train))
 
     test = None
     if x_test is not None:
-        test = jnp.asarray(x_test[: cfg.eval_samples], jnp.float32)
+        test = jnp.asarray(x_test[: cfg.eval_images], jnp.float32)
         if cfg.binarize:
             test = binarize(k_test, test)
 
-    history = {k: [] for k in ("train_loss", "train_rec", "train_kl", "test_elbo", "test_rec",
-                               "test_kl", "test_kl_per_dim", "beta", "seconds")}
-    step = jnp.zeros((), jnp.int32)
-    bar = tqdm(range(1, cfg.epochs + 1), desc=desc, unit="epoch", disable=not progress)
-    for epoch, k_epoch in zip(bar, jax.random.split(k_train, cfg.epochs)):
+    step = jnp.asarray((first - 1) * steps_per_epoch, jnp.int32)
+    epoch_keys = jax.random.split(k_train, cfg.epochs)
+    bar = tqdm(range(first, cfg.epochs + 1), desc=desc, unit="epoch", disable=not progress,
+               initial=first - 1, total=cfg.epochs)
+    for epoch in bar:
         start = time.perf_counter()
-        params, opt_state, step, m = run_epoch(params, opt_state, step, data, k_epoch)
+        params, opt_state, step, m = run_epoch(params, opt_state, step, data, epoch_keys[epoch - 1])
         m = jax.device_get(m)
         _raise_if_nan(m, epoch)
-        history["train_loss"].append(float(np.mean(m["loss"])))
-        history["train_rec"].append(float(np.mean(m["rec"])))
-        history["train_kl"].append(float(np.mean(m["kl"])))
-        history["beta"].append(_kl_weight(cfg, int(step), steps_per_epoch))
+        for name, key_ in (("train_loss", "loss"), ("train_rec", "rec"), ("train_kl", "kl"), ("kl_weight", "kl_weight")):
+            history[name].append(float(np.mean(m[key_])))
         if test is not None:
-            ev = evaluate(model, params, test, jax.random.fold_in(k_test, epoch), beta=1.0, check=False)
+            ev = evaluate(nnx.merge(graphdef, params), test, jax.random.fold_in(k_test, epoch), check=False)
             for name in ("elbo", "rec", "kl"):
                 history[f"test_{name}"].append(float(ev[name]))
             history["test_kl_per_dim"].append(np.asarray(ev["kl_per_dim"]).tolist())
@@ -244,13 +323,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, x_train, x_test=None, *,
         if test is not None:
             post["test ELBO"] = f"{history['test_elbo'][-1]:.2f}"
         bar.set_postfix(post)
-    return TrainResult(model, params, history, model_cfg, cfg)
-
-
-def _kl_weight(cfg: TrainConfig, step: int, steps_per_epoch: int) -> float:
-    if cfg.objective != "elbo":
-        return 1.0
-    return float(linear_warmup(step, int(round(cfg.warmup_epochs * steps_per_epoch)), cfg.beta))
+        if callback is not None and callback(EpochEnd(epoch, history, graphdef, params, opt_state)):
+            break
+    return TrainResult(nnx.merge(graphdef, params), history, model_cfg, cfg)
 
 
 def _raise_if_nan(metrics: dict, epoch: int) -> None:
@@ -263,3 +338,7 @@ def _raise_if_nan(metrics: dict, epoch: int) -> None:
                 f"Training diverged in epoch {epoch}, step {bad[0] + 1} of {values.size}: the {label} "
                 f"became {values[bad[0]]}. Lower the learning rate, check the data for NaN, "
                 "or use KL warm-up.")
+
+
+__all__ = ["OBJECTIVES", "TrainConfig", "TrainResult", "TrainingState", "EpochEnd", "HISTORY_KEYS",
+           "make_optimizer", "loss_spec", "make_epoch_fn", "train"]

@@ -1,0 +1,202 @@
+"""Numbers that judge a trained model or its codes.
+
+  active_units      Burda et al.'s count of latents whose posterior mean varies with x
+  mig               the Mutual Information Gap against known factors (Chen et al. 2018),
+                    in disentanglement_lib's variant (Locatello et al. 2019); mig_ceiling,
+                    match_latents and the pieces it is built from
+  knn_accuracy      k-NN label accuracy of a set of points, by stratified cross-validation
+  trustworthiness   scikit-learn's trustworthiness of a 2-d map
+
+MIG, as computed here:
+
+* the representation is the encoder's **mean** mu(x) (not a sample z ~ q(z|x));
+* each latent dimension is discretised into **20 equal-width bins** over its observed
+  range (``np.histogram`` edges, ``np.digitize``);
+* I(z_j; v_k) is the plug-in mutual information of the discretised code and the
+  factor's integer value (``sklearn.metrics.mutual_info_score``, nats), and H(v_k) the
+  plug-in entropy of the factor;
+* MIG = (1/K) sum_k [ I(z_(1); v_k) - I(z_(2); v_k) ] / H(v_k), where z_(1), z_(2) are
+  the latents with the largest and second-largest MI with factor k.
+
+Consequences worth knowing (the tests pin them down): a code that copies each factor
+into its own latent scores 1 only if every factor has at most 20 values; with 20 bins,
+dSprites' 32 positions and 40 orientations cannot be resolved fully, so even a perfect
+code scores below 1 (:func:`mig_ceiling` computes the ceiling). A factor copied into two
+latents scores 0: MIG rewards one latent per factor, not just information.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import numpy as np
+from sklearn.metrics import mutual_info_score
+
+from .evaluate import encode
+from .models import VAE
+
+KNN_K = 10
+CV_FOLDS = 5
+
+
+def active_units(model: VAE, x, *, threshold: float = 0.01) -> tuple[int, np.ndarray]:
+    """Burda et al.'s active units: latents whose posterior mean varies across data.
+
+    A_u = Var_x(E_q[z_u|x]) > threshold. x: [n, D]. Returns (count, variances [L]).
+    """
+    means = np.asarray(encode(model, x).mean)
+    variances = means.var(axis=0)
+    return int(np.sum(variances > threshold)), variances
+
+
+# --------------------------------------------------------------------------- MIG
+N_BINS = 20
+
+
+class MIGResult(NamedTuple):
+    """score: the MIG; per_factor [K]: normalised gap of each factor; mi [L, K] (nats);
+    entropy [K] (nats); ranking [K, 2]: the latents with the largest and second-largest MI."""
+
+    score: float
+    per_factor: np.ndarray
+    mi: np.ndarray
+    entropy: np.ndarray
+    ranking: np.ndarray
+
+
+def discretize(codes, n_bins: int = N_BINS) -> np.ndarray:
+    """Equal-width histogram bin of every value, per latent. codes [n, L] -> int [n, L].
+
+    As disentanglement_lib's ``histogram_discretize``: bins span each dimension's
+    observed [min, max]; a constant dimension falls into a single bin.
+    """
+    codes = np.asarray(codes, np.float64)
+    if codes.ndim != 2:
+        raise ValueError(f"codes must be [n_samples, n_latents], got shape {codes.shape}")
+    if not np.all(np.isfinite(codes)):
+        raise ValueError("codes contain NaN or inf")
+    out = np.zeros(codes.shape, np.int64)
+    for j in range(codes.shape[1]):
+        edges = np.histogram(codes[:, j], n_bins)[1]
+        out[:, j] = np.digitize(codes[:, j], edges[:-1])
+    return out
+
+
+def mutual_information(codes_discrete, factors) -> np.ndarray:
+    """Plug-in MI (nats) of every discretised latent with every factor. -> [L, K]."""
+    codes_discrete, factors = np.asarray(codes_discrete), np.asarray(factors)
+    L, K = codes_discrete.shape[1], factors.shape[1]
+    mi = np.zeros((L, K))
+    for j in range(L):
+        for k in range(K):
+            mi[j, k] = mutual_info_score(factors[:, k], codes_discrete[:, j])
+    return mi
+
+
+def factor_entropy(factors) -> np.ndarray:
+    """Plug-in entropy H(v_k) in nats of each integer factor. [n, K] -> [K]."""
+    factors = np.asarray(factors)
+    return np.array([mutual_info_score(factors[:, k], factors[:, k]) for k in range(factors.shape[1])])
+
+
+def mig(codes, factors, n_bins: int = N_BINS) -> MIGResult:
+    """Mutual Information Gap of codes [n, L] (encoder means) against factors [n, K].
+
+    factors: integer (or discrete) factor values. Factors that do not vary in the
+    sample (entropy 0) are left out of the average. Needs at least 2 latents.
+    """
+    codes = np.asarray(codes)
+    factors = np.asarray(factors)
+    if factors.ndim != 2 or len(factors) != len(codes):
+        raise ValueError(f"factors must be [n, K] with n = {len(codes)} rows, got shape {factors.shape}")
+    if codes.ndim != 2 or codes.shape[1] < 2:
+        raise ValueError(f"MIG needs codes [n, L] with L >= 2 latents, got shape {codes.shape}")
+    mi = mutual_information(discretize(codes, n_bins), factors)
+    entropy = factor_entropy(factors)
+    ranking = np.argsort(-mi, axis=0, kind="stable")[:2].T  # [K, 2]
+    top = np.take_along_axis(mi, ranking.T[:1], 0)[0]
+    second = np.take_along_axis(mi, ranking.T[1:2], 0)[0]
+    varies = entropy > 0
+    if not varies.any():
+        raise ValueError("no factor varies in this sample")
+    per_factor = np.full(len(entropy), np.nan)
+    per_factor[varies] = (top[varies] - second[varies]) / entropy[varies]
+    return MIGResult(float(np.mean(per_factor[varies])), per_factor, mi, entropy, ranking)
+
+
+def mig_ceiling(factors, n_bins: int = N_BINS) -> MIGResult:
+    """MIG of the ideal code (latent k = factor k, plus a constant latent) on these factors.
+
+    With n_bins equal-width bins a factor with more than n_bins values loses
+    information, so this is below 1 on dSprites' grid: the best score this variant can
+    give on that sample.
+    """
+    factors = np.asarray(factors, np.float64)
+    codes = np.concatenate([factors, np.zeros((len(factors), 1))], axis=1)
+    return mig(codes, factors.astype(np.int64), n_bins)
+
+
+def model_mig(model: VAE, images, factors, n_bins: int = N_BINS) -> MIGResult:
+    """MIG of a trained VAE: encode images [n, D] to their posterior means, then :func:`mig`."""
+    return mig(np.asarray(encode(model, images).mean), factors, n_bins)
+
+
+class LatentMatch(NamedTuple):
+    """For each latent j: factor [L] (index of its best factor, -1 if none), name [L],
+    score [L] (I(z_j; v_k)/H(v_k) for that factor), label [L] (short text)."""
+
+    factor: np.ndarray
+    name: list
+    score: np.ndarray
+    label: list
+
+
+def match_latents(mi, entropy, factor_names: Sequence[str], *, threshold: float = 0.05) -> LatentMatch:
+    """Name the factor each latent carries most information about (normalised MI).
+
+    A latent whose best normalised MI is below threshold is labelled 'none'.
+    """
+    mi, entropy = np.asarray(mi), np.asarray(entropy)
+    if mi.shape[1] != len(factor_names) or len(entropy) != len(factor_names):
+        raise ValueError(f"mi has {mi.shape[1]} factor columns, entropy {len(entropy)}, "
+                         f"but {len(factor_names)} factor names were given")
+    norm = mi / np.where(entropy > 0, entropy, np.inf)
+    best = np.argmax(norm, axis=1)
+    score = norm[np.arange(len(norm)), best]
+    factor = np.where(score >= threshold, best, -1)
+    names = [factor_names[k] if k >= 0 else "none" for k in factor]
+    labels = [f"z{j}: {n} ({s:.2f})" if n != "none" else f"z{j}: none"
+              for j, (n, s) in enumerate(zip(names, score))]
+    return LatentMatch(factor, names, score, labels)
+
+
+# --------------------------------------------------------------------------- neighbours
+def knn_accuracy(x, labels, *, k: int = KNN_K, folds: int = CV_FOLDS, seed: int = 0) -> float:
+    """k-NN classification accuracy of labels from points x: [n, d], stratified k-fold CV.
+
+    Each fold's points are classified by a majority vote of their k nearest neighbours
+    among the other folds' points (Euclidean); the mean accuracy over the folds is
+    returned. A high value means points of the same digit sit next to each other.
+    """
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    x = np.asarray(x, np.float64)
+    labels = np.asarray(labels)
+    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    return float(np.mean(cross_val_score(KNeighborsClassifier(n_neighbors=k), x, labels, cv=cv)))
+
+
+def trustworthiness(x, coords, *, k: int = KNN_K) -> float:
+    """scikit-learn's trustworthiness of a map coords [n, 2] of x [n, d], k neighbours.
+
+    1 - (penalty for points that are among a point's k nearest in the map but not in the
+    input, weighted by how far down the input ranking they are). In [0, 1]; 1 is best.
+    """
+    from sklearn.manifold import trustworthiness as _trust
+
+    return float(_trust(np.asarray(x, np.float64), np.asarray(coords, np.float64), n_neighbors=k))
+
+
+__all__ = ["active_units", "N_BINS", "MIGResult", "discretize", "mutual_information", "factor_entropy", "mig",
+           "mig_ceiling", "model_mig", "LatentMatch", "match_latents", "KNN_K", "CV_FOLDS", "knn_accuracy",
+           "trustworthiness"]

@@ -183,10 +183,13 @@ def loss_spec(cfg: TrainConfig, steps_per_epoch: int) -> LossSpec:
                     capacity_steps=max(1, int(round(cfg.capacity_epochs * steps_per_epoch))), gamma=cfg.gamma)
 
 
-def make_epoch_fn(model: VAE, cfg: TrainConfig, tx, n_train: int, *, loop: str | None = None):
+def make_epoch_fn(model: VAE, cfg: TrainConfig, tx, n_train: int, *, loop: str | None = None, loss=None):
     """A jitted epoch: run_epoch(params, opt_state, step, data [n, D], key)
       -> params, opt_state, step, metrics {'loss', 'rec', 'kl', 'kl_weight': [steps]}
 
+    loss: optional replacement for :func:`vae_core.objectives.training_loss`, called as
+    loss(model, x [batch, D], key, step) -> (scalar, {'rec': [batch], 'kl': [batch],
+    'kl_weight': []}) — e.g. notebook 03's surrogate losses for other gradient estimators.
     params is ``nnx.split(model)[1]``; ``nnx.merge(graphdef, params)`` gives the model back.
     loop='scan' compiles the whole epoch into one ``lax.scan`` (no Python between steps);
     loop='python' jits one step and calls it once per minibatch. The default (None) is
@@ -205,6 +208,8 @@ def make_epoch_fn(model: VAE, cfg: TrainConfig, tx, n_train: int, *, loop: str |
     spec = loss_spec(cfg, steps)
 
     def loss_fn(params, x, key, step):
+        if loss is not None:
+            return loss(nnx.merge(graphdef, params), x, key, step)
         return training_loss(nnx.merge(graphdef, params), x, key, step, spec)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -256,7 +261,7 @@ def make_epoch_fn(model: VAE, cfg: TrainConfig, tx, n_train: int, *, loop: str |
 
 
 def train(model_cfg: ModelConfig, cfg: TrainConfig, x_train, x_test=None, *, init: VAE | None = None,
-          resume: TrainingState | None = None, callback=None, progress: bool = True,
+          resume: TrainingState | None = None, callback=None, loss=None, progress: bool = True,
           desc: str = "training") -> TrainResult:
     """Train a model; returns a :class:`TrainResult`.
 
@@ -268,6 +273,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, x_train, x_test=None, *, ini
     use the same keys as an uninterrupted run, so the result is the same.
     callback: called as callback(EpochEnd) after every epoch; returning True stops
     training there (the result then holds the epochs done so far).
+    loss: optional replacement for the configured objective (see :func:`make_epoch_fn`).
     Raises FloatingPointError naming the epoch, step and term if the loss becomes NaN.
     """
     check_images(x_train, "x_train", model_cfg.input_dim,
@@ -294,7 +300,7 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, x_train, x_test=None, *, ini
         opt_state = jax.tree_util.tree_map(jnp.array, resume.opt_state)
         history = {k: list(resume.history.get(k, [])) for k in HISTORY_KEYS}
         first = resume.epochs_done + 1
-    run_epoch = make_epoch_fn(model, cfg, tx, len(x_train))
+    run_epoch = make_epoch_fn(model, cfg, tx, len(x_train), loss=loss)
 
     test = None
     if x_test is not None:

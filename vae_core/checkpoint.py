@@ -28,6 +28,7 @@ import numpy as np
 from flax import nnx
 
 from . import __version__
+from . import shipped
 from .files import atomic_write
 from .models import VAE, ModelConfig, build_model, model_from_arrays, params_to_arrays
 from .train import EpochEnd, TrainConfig, TrainingState, TrainResult, make_optimizer, train
@@ -175,7 +176,28 @@ def train_resumable(state_path, model_config: ModelConfig, train_config: TrainCo
     return result, len(result.history["train_loss"]) >= train_config.epochs
 
 
-# ----------------------------------------------------------------------------- the model cache
+# ----------------------------------------------------------------------------- shipped models and the cache
+def load_shipped(name: str) -> TrainResult:
+    """Load a shipped model by name; a damaged or missing file raises CheckpointError
+    naming the file and the command that rebuilds it."""
+    if name not in shipped.SPECS:
+        raise KeyError(f"no shipped model named {name!r}; the shipped models are {sorted(shipped.SPECS)}")
+    spec = shipped.SPECS[name]
+    path = shipped.shipped_path(name)
+    fix = (f"Rebuild it with `python scripts/train_shipped.py {name}` (resumable; see MODELS.md), "
+           f"or set {shipped.RETRAIN_ENV}=1 to train the notebook's model from scratch instead.")
+    if not path.exists():
+        raise CheckpointError(f"The shipped model file {path} is missing. {fix}")
+    result = load_checkpoint(path, model_config=spec.model_config, train_config=spec.train_config, fix=fix)
+    result.source = "shipped"
+    return result
+
+
+def retrain_requested() -> bool:
+    """True when ``VAE_RETRAIN`` is set to 1/true/yes: train even where a model is shipped or cached."""
+    return os.environ.get(shipped.RETRAIN_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def train_or_load(name: str, model_config: ModelConfig, train_config: TrainConfig, x_train, x_test=None,
                   *, retrain: bool = False, on_corrupt: str = "error", progress: bool = True,
                   directory=None) -> TrainResult:
@@ -186,10 +208,19 @@ def train_or_load(name: str, model_config: ModelConfig, train_config: TrainConfi
     another notebook cached under another name with the same settings is loaded.
     on_corrupt: 'error' raises CheckpointError for a damaged or outdated cache file;
     'retrain' trains again and overwrites it. retrain=True ignores the cache.
-    ``result.source`` says what happened: 'cache' (loaded) or 'trained'.
+    A model shipped with the course (:mod:`vae_core.shipped`) for exactly these configs is
+    loaded first, with one printed line saying what it is; ``VAE_RETRAIN=1`` or
+    retrain=True trains from scratch into the cache instead.
+    ``result.source`` says what happened: 'shipped', 'cache' (loaded) or 'trained'.
     """
     if on_corrupt not in ("error", "retrain"):
         raise ValueError(f"on_corrupt must be 'error' or 'retrain', got {on_corrupt!r}")
+    retrain = retrain or retrain_requested()
+    spec = shipped.find_spec(model_config, train_config)
+    if spec is not None and not retrain and shipped.shipped_path(spec.name).exists():
+        result = load_shipped(spec.name)
+        print(shipped.describe(result))
+        return result
     path = cache_path(name, model_config, train_config, x_train, directory)
     found = find_cached(path)
     if found is not None and not retrain:
@@ -222,5 +253,5 @@ def cache_path(name, model_config, train_config, x_train, directory=None) -> Pat
 
 
 __all__ = ["CACHE_ENV", "CheckpointError", "cache_dir", "save_checkpoint",
-           "load_checkpoint", "save_training_state", "load_training_state", "train_resumable", "train_or_load",
+           "load_checkpoint", "load_shipped", "retrain_requested", "save_training_state", "load_training_state", "train_resumable", "train_or_load",
            "find_cached", "cache_path"]

@@ -1,6 +1,8 @@
-"""Latent explorers: render functions, PNG encoding, slider wiring and input checks.
+"""Latent explorers: the Explorer base, render functions, PNG encoding, the real
+ipywidgets wiring (setting a slider's value fires its observer, as a front end does)
+and input checks. Only public names are used.
 
-Tiny untrained models (init_params, no training): a decoder's cost and shapes do not
+Tiny untrained models (build_model, no training): a decoder's cost and shapes do not
 depend on training, and an untrained decoder still maps different codes to different
 images.
 """
@@ -8,19 +10,18 @@ from __future__ import annotations
 
 import io
 
-import jax
 import numpy as np
 import pytest
 from PIL import Image as PILImage
 
-from vae_core.models import ModelConfig, init_params
-from vae_core.widgets import (DISPLAY_PX, Interpolator, LatentPad, LatentSliders, TraversalExplorer,
+from vae_core.evaluate import encode
+from vae_core.models import ModelConfig, build_model
+from vae_core.widgets import (DISPLAY_PX, Explorer, Interpolator, LatentPad, LatentSliders, TraversalExplorer,
                               decode_images, to_png, upscale)
 
 
 def _model(latent_dim=4, image_shape=(28, 28), seed=0, **kw):
-    return init_params(ModelConfig(latent_dim=latent_dim, hidden=(16,), image_shape=image_shape, **kw),
-                       jax.random.key(seed))
+    return build_model(ModelConfig(latent_dim=latent_dim, hidden=(16,), image_shape=image_shape, **kw), seed)
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +37,72 @@ def images():
 
 def _png_array(png: bytes) -> np.ndarray:
     return np.asarray(PILImage.open(io.BytesIO(png)))
+
+
+def _find(widget, kind, description):
+    """The one widget of type kind with this description inside a widget tree."""
+    found = []
+
+    def walk(w):
+        if isinstance(w, kind) and getattr(w, "description", None) == description:
+            found.append(w)
+        for child in getattr(w, "children", ()):
+            walk(child)
+
+    walk(widget)
+    assert len(found) == 1, f"{len(found)} {kind.__name__} widgets labelled {description!r}"
+    return found[0]
+
+
+# ---------------------------------------------------------------------------- Explorer base
+def test_explorer_builds_its_widget_once():
+    import ipywidgets as W
+
+    class Counting(Explorer):
+        def __init__(self):
+            self.builds = 0
+
+        def _build(self):
+            self.builds += 1
+            return W.Label("built")
+
+    ex = Counting()
+    assert ex.builds == 0  # lazy: nothing built before .widget is read
+    first = ex.widget
+    assert isinstance(first, W.Label) and ex.builds == 1
+    assert ex.widget is first and ex.builds == 1  # the same object, never rebuilt
+    assert Counting().widget is not first  # one widget per explorer
+    assert Explorer.display_px == DISPLAY_PX
+    for cls in (LatentSliders, LatentPad, Interpolator, TraversalExplorer):
+        assert issubclass(cls, Explorer)
+
+
+def test_explorer_without_build_raises():
+    class NoBuild(Explorer):
+        pass
+
+    with pytest.raises(NotImplementedError, match="NoBuild must implement _build"):
+        NoBuild().widget
+
+    class BuildsNothing(Explorer):
+        def _build(self):
+            return None
+
+    with pytest.raises(TypeError, match="returned None"):
+        BuildsNothing().widget
+
+
+def test_displaying_an_explorer_shows_its_widget(small, monkeypatch):
+    """IPython's display machinery (what a cell ending in `explorer` runs) shows .widget."""
+    import IPython.display
+    from IPython.core.formatters import DisplayFormatter
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda *objs, **kw: shown.extend(objs))
+    ls = LatentSliders(small)
+    assert DisplayFormatter().format(ls) == ({}, {})  # handled by the explorer, no repr of its own
+    DisplayFormatter().format(ls)
+    assert len(shown) == 2 and shown[0] is ls.widget and shown[1] is ls.widget
 
 
 # ---------------------------------------------------------------------------- rendering helpers
@@ -71,100 +138,147 @@ def test_to_png_roundtrip_scale_invert_and_clip():
 
 
 def test_decode_images_shapes_and_range(small):
-    model, params = small
-    one = decode_images(model, params, np.zeros(4))
-    many = decode_images(model, params, np.random.default_rng(1).normal(size=(5, 4)))
+    from vae_core.evaluate import decode_mean
+
+    one = decode_images(small, np.zeros(4))
+    z = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
+    many = decode_images(small, z)
     assert one.shape == (28, 28) and many.shape == (5, 28, 28)
     assert many.min() >= 0 and many.max() <= 1
+    np.testing.assert_allclose(many.reshape(5, -1), np.asarray(decode_mean(small, z)), atol=1e-6)
     with pytest.raises(ValueError, match="latent codes of size 4"):
-        decode_images(model, params, np.zeros(3))
+        decode_images(small, np.zeros(3))
+    with pytest.raises(ValueError, match="NaN"):
+        decode_images(small, np.full(4, np.nan))
+
+
+def test_old_model_params_pairs_are_refused(small):
+    with pytest.raises(ValueError, match=r"\(model, params\) pairs are gone"):
+        TraversalExplorer({"a": (small, None)})
+    with pytest.raises(ValueError, match="must be a vae_core VAE"):
+        LatentSliders("not a model")
+    with pytest.raises(ValueError, match="must be a vae_core VAE"):
+        decode_images(object(), np.zeros(4))
 
 
 # ---------------------------------------------------------------------------- LatentSliders
 def test_latent_sliders_render(small):
-    model, params = small
-    ls = LatentSliders(model, params)
+    ls = LatentSliders(small)
     a = ls.render(np.zeros(4))
     b = ls.render(np.array([3.0, -3.0, 2.0, 0.0]))
     assert a.shape == (28, 28) and a.dtype == np.float32
     assert 0 <= a.min() and a.max() <= 1
     assert not np.allclose(a, b)
     assert ls.order == [0, 1, 2, 3]
+    np.testing.assert_allclose(a, decode_images(small, np.zeros(4)), atol=1e-6)
+    assert ls.render_png(np.zeros(4)) == to_png(a)
     with pytest.raises(ValueError, match="expected 4 latent values"):
         ls.render(np.zeros(5))
 
 
 def test_latent_sliders_order_by_kl_and_by_activity(small, images):
-    model, params = small
     kl = np.array([0.1, 5.0, 0.0, 2.0])
-    ls = LatentSliders(model, params, kl_per_dim=kl)
+    ls = LatentSliders(small, kl_per_dim=kl)
     assert ls.order == [1, 3, 0, 2]
     assert list(ls.sliders) == [1, 3, 0, 2]  # slider widgets follow the ordering
     assert [s.description for s in ls.sliders.values()] == ["z1", "z3", "z0", "z2"]
     assert all(s.continuous_update for s in ls.sliders.values())
-    assert LatentSliders(model, params, kl_per_dim=kl, max_sliders=2).order == [1, 3]
-    assert LatentSliders(model, params, order=[2, 0]).order == [2, 0]
-    by_var = LatentSliders(model, params, x_data=images)
+    assert LatentSliders(small, kl_per_dim=kl, max_sliders=2).order == [1, 3]
+    assert list(LatentSliders(small, kl_per_dim=kl, max_sliders=2).sliders) == [1, 3]
+    assert LatentSliders(small, order=[2, 0]).order == [2, 0]
+    by_var = LatentSliders(small, x_data=images)
     var = by_var.activity
+    np.testing.assert_allclose(var, np.asarray(encode(small, images).mean).var(axis=0), rtol=1e-5)
     assert by_var.order == list(np.argsort(-var, kind="stable"))
     assert var[by_var.order[0]] >= var[by_var.order[-1]]
 
 
 def test_latent_sliders_bad_inputs(small):
-    model, params = small
     with pytest.raises(ValueError, match=r"kl_per_dim must have shape \[4\]"):
-        LatentSliders(model, params, kl_per_dim=np.ones(3))
+        LatentSliders(small, kl_per_dim=np.ones(3))
     with pytest.raises(ValueError, match="order must list distinct"):
-        LatentSliders(model, params, order=[0, 0])
+        LatentSliders(small, order=[0, 0])
     with pytest.raises(ValueError, match="order must list distinct"):
-        LatentSliders(model, params, order=[4])
+        LatentSliders(small, order=[4])
     with pytest.raises(ValueError, match="value_range"):
-        LatentSliders(model, params, value_range=(1, -1))
+        LatentSliders(small, value_range=(1, -1))
+    with pytest.raises(ValueError, match="max_sliders"):
+        LatentSliders(small, max_sliders=0)
     with pytest.raises(ValueError, match="x_start has 100 pixels"):
-        LatentSliders(model, params, x_start=np.zeros(100))
+        LatentSliders(small, x_start=np.zeros(100))
     with pytest.raises(ValueError, match="pixel values must lie in"):
-        LatentSliders(model, params, x_start=np.full(784, 3.0))
+        LatentSliders(small, x_start=np.full(784, 3.0))
+    with pytest.raises(ValueError, match="x_data has 10 pixels"):
+        LatentSliders(small, x_data=np.zeros((2, 10), np.float32))
 
 
 def test_slider_change_changes_image_bytes(small):
-    model, params = small
-    ls = LatentSliders(model, params)
+    ls = LatentSliders(small)
     before = ls.image.value
     assert before[:8] == b"\x89PNG\r\n\x1a\n"
     assert _png_array(before).shape == (DISPLAY_PX, DISPLAY_PX)
-    ls.sliders[2].value = 2.5
+    ls.sliders[2].value = 2.5  # fires the slider's observer, as a front-end change does
     after = ls.image.value
     assert after != before
     assert ls.values[2] == pytest.approx(2.5)
+    np.testing.assert_allclose(ls.values[[0, 1, 3]], 0.0)  # the other dims did not move
     assert after == to_png(ls.render(ls.values))  # the widget shows exactly render()'s image
     ls.sliders[2].value = 0.0
     assert ls.image.value == before
 
 
-def test_set_from_image_moves_sliders_to_posterior_mean(small, images):
-    from vae_core.evaluate import encode
+def test_set_values_moves_every_slider_and_redraws_once(small):
+    ls = LatentSliders(small, value_range=(-2, 2))
+    updates = []
+    ls.image.observe(lambda change: updates.append(change["new"]), names="value")
+    ls.set_values([1.0, -1.0, 5.0, 0.5])  # 5 is outside the range: clipped to 2
+    np.testing.assert_allclose(ls.values, [1.0, -1.0, 2.0, 0.5])
+    assert [ls.sliders[d].value for d in range(4)] == pytest.approx([1.0, -1.0, 2.0, 0.5])
+    assert len(updates) == 1 and updates[0] == to_png(ls.render(ls.values))  # one decode, not four
+    with pytest.raises(ValueError, match="expected 4 latent values"):
+        ls.set_values(np.zeros(2))
 
-    model, params = small
-    ls = LatentSliders(model, params, value_range=(-50, 50))
+
+def test_buttons_zero_and_sample(small):
+    import ipywidgets as W
+
+    ls = LatentSliders(small, value_range=(-1, 1))
+    ls.sliders[0].value = 0.75
+    ls.sliders[3].value = -0.5
+    _find(ls.widget, W.Button, "all zero").click()
+    np.testing.assert_array_equal(ls.values, np.zeros(4))
+    assert all(s.value == 0.0 for s in ls.sliders.values())
+    zero_png = ls.image.value
+    assert zero_png == to_png(ls.render(np.zeros(4)))
+    _find(ls.widget, W.Button, "sample z").click()
+    z = ls.values
+    assert np.any(z != 0) and np.all(np.abs(z) <= 1)  # a draw, clipped to the range
+    assert ls.image.value != zero_png
+    _find(ls.widget, W.Button, "sample z").click()
+    assert not np.array_equal(ls.values, z)  # a fresh draw each click
+
+
+def test_set_from_image_moves_sliders_to_posterior_mean(small, images):
+    ls = LatentSliders(small, value_range=(-50, 50))
     ls.widget
     z = ls.set_from_image(images[0])
-    mean = np.asarray(encode(model, params, images[:1]).mean)[0]
+    mean = np.asarray(encode(small, images[:1]).mean)[0]
     np.testing.assert_allclose(z, mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose([ls.sliders[d].value for d in range(4)], mean, rtol=1e-5, atol=1e-6)
     assert ls.image.value == to_png(ls.render(mean))
     # an [H, W] image works too; values outside the slider range are clipped
-    narrow = LatentSliders(model, params, value_range=(-1e-3, 1e-3), x_start=images[1].reshape(28, 28))
+    narrow = LatentSliders(small, value_range=(-1e-3, 1e-3), x_start=images[1].reshape(28, 28))
     assert np.all(np.abs(narrow.values) <= 1e-3)
     with pytest.raises(ValueError, match="x has 10 pixels"):
         ls.set_from_image(np.zeros(10))
 
 
 def test_non_square_images():
-    model, params = _model(3, image_shape=(20, 36))
-    ls = LatentSliders(model, params)
+    model = _model(3, image_shape=(20, 36))
+    ls = LatentSliders(model)
     assert ls.render(np.ones(3)).shape == (20, 36)
     assert _png_array(ls.image.value).shape == (20 * 5, 36 * 5)  # 168 / 36 -> factor 5
-    it = Interpolator(model, params, np.zeros(720), np.ones(720), steps=3)
+    it = Interpolator(model, np.zeros(720, np.float32), np.ones(720, np.float32), steps=3)
     assert it.strip().shape == (3, 20, 36)
 
 
@@ -179,33 +293,44 @@ def test_latent_pad_render_and_widget():
     assert set(out) == {"AE", "VAE"}
     assert all(v.shape == (28, 28) and 0 <= v.min() and v.max() <= 1 for v in out.values())
     assert not np.allclose(out["AE"], out["VAE"])  # different decoders, side by side
+    np.testing.assert_allclose(out["VAE"], decode_images(vae, np.array([0.5, -0.5])), atol=1e-6)
     before = {k: im.value for k, im in pad.images.items()}
     pad.sliders[0].value = pad.sliders[0].max  # keyboard route
     assert all(pad.images[k].value != before[k] for k in before)
+    assert pad.values[0] == pytest.approx(pad.sliders[0].max)
+    assert pad.images["AE"].value == pad.render_png(pad.values)["AE"]
     pad.set_z([0.1, 0.2])  # what a click on the scatter does
     np.testing.assert_allclose(pad.values, [0.1, 0.2], atol=1e-6)
     assert pad.sliders[1].value == pytest.approx(0.2, abs=1e-6)
+    pad.set_z([1e3, -1e3])  # clipped to the pad
+    np.testing.assert_allclose(pad.values, [pad.bounds[1][0], pad.bounds[0][1]], rtol=1e-6)
 
 
 def test_latent_pad_click_and_drag_events():
-    """Mouse events from the ipympl canvas (press, drag, release) move z."""
+    """Mouse events through the ipympl canvas's matplotlib callbacks (press, drag, release) move z."""
+    from matplotlib.backend_bases import MouseEvent
+
     pad = LatentPad({"VAE": _model(2)}, np.random.default_rng(0).normal(size=(50, 2)), np.zeros(50))
-    pad.widget
-    if pad._canvas is None:
+    canvas = pad.canvas
+    if canvas is None:
         pytest.skip("ipympl is not installed: the pad has no clickable canvas")
+    ax = canvas.figure.axes[0]
 
-    class Ev:  # the attributes matplotlib's MouseEvent carries that the pad reads
-        def __init__(self, x, y, ax):
-            self.xdata, self.ydata, self.inaxes = x, y, ax
+    def fire(name, x, y):
+        px, py = ax.transData.transform((x, y))
+        canvas.callbacks.process(name, MouseEvent(name, canvas, px, py, button=1))
 
-    pad._on_press(Ev(0.3, 0.4, pad._ax))
-    np.testing.assert_allclose(pad.values, [0.3, 0.4], atol=1e-6)
-    pad._on_move(Ev(-0.2, 0.1, pad._ax))
-    np.testing.assert_allclose(pad.values, [-0.2, 0.1], atol=1e-6)
-    pad._on_release(Ev(None, None, None))
-    pad._on_move(Ev(0.9, 0.9, pad._ax))  # not dragging any more: no change
-    np.testing.assert_allclose(pad.values, [-0.2, 0.1], atol=1e-6)
-    np.testing.assert_allclose(pad._marker.get_xdata(), [-0.2], atol=1e-6)
+    before = pad.images["VAE"].value
+    fire("button_press_event", 0.3, 0.4)
+    np.testing.assert_allclose(pad.values, [0.3, 0.4], atol=1e-3)
+    assert pad.images["VAE"].value != before
+    fire("motion_notify_event", -0.2, 0.1)  # drag with the button held
+    np.testing.assert_allclose(pad.values, [-0.2, 0.1], atol=1e-3)
+    assert pad.sliders[0].value == pytest.approx(pad.values[0], abs=1e-6)
+    fire("button_release_event", -0.2, 0.1)
+    fire("motion_notify_event", 0.9, 0.9)  # not dragging any more: no change
+    np.testing.assert_allclose(pad.values, [-0.2, 0.1], atol=1e-3)
+    np.testing.assert_allclose(ax.lines[-1].get_xdata(), [pad.values[0]], atol=1e-6)  # the marker moved
 
 
 def test_latent_pad_bad_inputs():
@@ -219,8 +344,8 @@ def test_latent_pad_bad_inputs():
         LatentPad({"a": two}, codes, np.zeros(4))
     with pytest.raises(ValueError, match="non-empty dict"):
         LatentPad({}, codes, labels)
-    with pytest.raises(ValueError, match="pair"):
-        LatentPad({"a": two[0]}, codes, labels)
+    with pytest.raises(ValueError, match=r"models\['a'\] must be a vae_core VAE"):
+        LatentPad({"a": "two"}, codes, labels)
     pad = LatentPad({"a": two}, codes, labels)
     with pytest.raises(ValueError, match=r"z must have shape \[2\]"):
         pad.render(np.zeros(3))
@@ -228,11 +353,8 @@ def test_latent_pad_bad_inputs():
 
 # ---------------------------------------------------------------------------- Interpolator
 def test_interpolator(small, images):
-    from vae_core.evaluate import encode
-
-    model, params = small
-    it = Interpolator(model, params, images[0], images[1], steps=5)
-    means = np.asarray(encode(model, params, images[:2]).mean)
+    it = Interpolator(small, images[0], images[1], steps=5)
+    means = np.asarray(encode(small, images[:2]).mean)
     np.testing.assert_allclose(it.code(0.0), means[0], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(it.code(1.0), means[1], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(it.code(0.25), 0.75 * means[0] + 0.25 * means[1], rtol=1e-5, atol=1e-6)
@@ -241,17 +363,18 @@ def test_interpolator(small, images):
     strip = it.strip()
     assert strip.shape == (5, 28, 28)
     np.testing.assert_allclose(strip[2], img, atol=1e-6)
-    it.widget
     assert it.slider.step == pytest.approx(0.25)
     before = it.image.value
+    assert before == to_png(it.render(0.0))
     it.slider.value = 1.0
     assert it.image.value != before
+    assert it.image.value == to_png(it.render(1.0))
     with pytest.raises(ValueError, match=r"t must lie in \[0, 1\]"):
         it.render(1.5)
     with pytest.raises(ValueError, match="x_b has 783 pixels"):
-        Interpolator(model, params, images[0], images[1][:783])
+        Interpolator(small, images[0], images[1][:783])
     with pytest.raises(ValueError, match="steps"):
-        Interpolator(model, params, images[0], images[1], steps=1)
+        Interpolator(small, images[0], images[1], steps=1)
 
 
 # ---------------------------------------------------------------------------- TraversalExplorer
@@ -263,25 +386,25 @@ def test_traversal_explorer(images):
     assert a.shape == (28, 28) and not np.allclose(a, b)
     assert te.traversal("beta=4", 5, 7).shape == (7, 28, 28)
     # the other dims sit at x_ref's posterior mean
-    from vae_core.evaluate import encode
-    m, p = models["beta=4"]
-    z = np.array(encode(m, p, images[:1]).mean[0])
+    m = models["beta=4"]
+    z = np.array(encode(m, images[:1]).mean[0])
     z[1] = 0.5
-    np.testing.assert_allclose(te.render("beta=4", 1, 0.5), decode_images(m, p, z), atol=1e-6)
+    np.testing.assert_allclose(te.render("beta=4", 1, 0.5), decode_images(m, z), atol=1e-6)
     zero = TraversalExplorer(models)  # no x_ref: others at 0
-    np.testing.assert_allclose(zero.render("beta=1", 0, 0.0), decode_images(*models["beta=1"], np.zeros(4)),
+    np.testing.assert_allclose(zero.render("beta=1", 0, 0.0), decode_images(models["beta=1"], np.zeros(4)),
                                atol=1e-6)
     # widget: model switch adapts the dim slider; value slider changes the image
-    te.widget
     assert te.dim_slider.max == 3
     te.dropdown.value = "beta=4"
     assert te.dim_slider.max == 5
     before = te.image.value
     te.value_slider.value = 3.0 if te.value_slider.value < 2.9 else -3.0
     assert te.image.value != before
+    assert te.image.value == to_png(te.render("beta=4", te.dim_slider.value, te.value_slider.value))
     strip_before = te.strip_image.value
     te.dim_slider.value = 4
     assert te.strip_image.value != strip_before
+    assert te.value_slider.value == pytest.approx(float(np.clip(te.base["beta=4"][4], -3, 3)), abs=1e-6)
     with pytest.raises(ValueError, match="unknown model"):
         te.render("beta=9", 0, 0.0)
     with pytest.raises(ValueError, match=r"dim must be an integer in \[0, 4\)"):

@@ -145,11 +145,21 @@ def decode_mean(model: VAE, z) -> jax.Array:
 def decoder_function(model: VAE):
     """A fast decoder for repeated calls: returns f(z [n, L]) -> mean images [n, D].
 
-    The model is split once here, so each call is just the jitted decoder (what the
-    widgets use for every slider event). Later changes to the model are not seen.
+    The model is split once here and its decoder jitted as a closure, so each call is
+    just the compiled decoder (what the widgets run for every slider event): no graph
+    hashing or model traversal per call. Parameters are captured as they are now; call
+    decoder_function again after training the model further.
     """
     graphdef, params = nnx.split(model)
-    return lambda z: _decode_mean(graphdef, params, jnp.asarray(z, jnp.float32))
+    params = jax.tree_util.tree_map(jnp.copy, params)
+    bernoulli = model.cfg.likelihood == "bernoulli"
+
+    @jax.jit
+    def f(z):
+        out = nnx.merge(graphdef, params).decoder_output(z)
+        return jax.nn.sigmoid(out) if bernoulli else out
+
+    return lambda z: f(np.asarray(z, np.float32))
 
 
 def reconstruct(model: VAE, x) -> np.ndarray:

@@ -5,6 +5,7 @@ Figure, so a notebook can lay out panels and then ``save_figure`` them to figure
 """
 from __future__ import annotations
 
+import io
 import tempfile
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from .config import smoke_mode
+from .files import atomic_write
 
 FIGURES_DIR = Path(__file__).resolve().parent.parent / "figures"
 MNIST_CREDIT = "MNIST: LeCun, Cortes & Burges (CC BY-SA 3.0)"
@@ -106,11 +108,10 @@ def save_figure(fig, name: str, directory=None) -> Path:
     """
     if directory is None and smoke_mode():
         directory = Path(tempfile.gettempdir()) / "vae_course_smoke_figures"
-    out = Path(directory or FIGURES_DIR)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / (name if name.endswith(".png") else f"{name}.png")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
+    path = Path(directory or FIGURES_DIR) / (name if name.endswith(".png") else f"{name}.png")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    return atomic_write(path, buffer.getvalue())
 
 
 def _fig_ax(ax, figsize):

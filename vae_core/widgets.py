@@ -1,18 +1,24 @@
 """Interactive latent-space explorers for a trained decoder (ipywidgets).
 
-Four explorers, each built the same way:
+Every explorer is an :class:`Explorer` (the one base class; notebook 02's ELBO
+explorer in ``course/nb02_elbo.py`` is one too) and is built the same way:
 
 * a plain ``render(...)`` method that maps the widget's values to decoded image(s)
   ``[H, W]`` floats in [0, 1] -- no widget, no display needed, so tests and ordinary
   notebook cells can call it;
-* a ``.widget`` (an ipywidgets container) whose callbacks call ``render`` and push the
-  result as PNG bytes into an ``ipywidgets.Image``. No matplotlib figure is created per
-  event; the decoder is jitted once per model (:func:`vae_core.evaluate.decode`) and
-  compiled when the explorer is built, so every slider event costs one small decoder
-  call plus a PNG encode (about a millisecond for a 784-400-20 MLP on CPU; see
-  ``benchmarks/widget_latency.py``). Sliders therefore use ``continuous_update=True``.
+* a ``.widget`` (an ipywidgets container) built once, on first access, by the
+  subclass's ``_build()``; its callbacks call ``render`` and push the result as PNG
+  bytes into an ``ipywidgets.Image``. Ending a cell with the explorer itself shows it.
 
-Explorers:
+No matplotlib figure is created per event. An explorer splits its model once, when it
+is made (:func:`vae_core.evaluate.decoder_function`), and compiles the decoder then, so
+every slider event costs one small jitted decoder call plus a PNG encode; the kernel-side
+latency is measured by ``benchmarks/widget_latency.py`` (results in BENCHMARKS.md).
+Sliders therefore use ``continuous_update=True``. An explorer decodes with the model
+object it was given; ``vae_core.train`` returns a new model (``result.model``), so after
+more training make a new explorer.
+
+Explorers (each takes a vae_core ``VAE``, or a dict {name: VAE}):
 
 ``LatentSliders``     one slider per latent dimension, ordered by use; encode-then-edit.
 ``LatentPad``         click / drag on a scatter of 2-d codes; several models side by side.
@@ -26,17 +32,59 @@ that :mod:`vae_core.plots` uses) and upscaled by nearest neighbour to about
 from __future__ import annotations
 
 import io
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import jax
 import numpy as np
 
-from .evaluate import check_images, decode as _decode, encode as _encode
+from .data import check_images
+from .evaluate import decoder_function, encode
+from .models import VAE, ModelConfig
 
 DISPLAY_PX = 168
 
-__all__ = ["to_png", "upscale", "decode_images", "LatentSliders", "LatentPad", "Interpolator",
+__all__ = ["Explorer", "to_png", "upscale", "decode_images", "LatentSliders", "LatentPad", "Interpolator",
            "TraversalExplorer", "DISPLAY_PX"]
+
+
+# ----------------------------------------------------------------------------- base class
+class Explorer:
+    """The one base class of every explorer: a widget built lazily, once.
+
+    A subclass sets ``display_px`` (pixels on the longer side of a shown image) and
+    implements ``_build() -> ipywidgets.Widget``; it keeps a plain ``render(...)``
+    method free of widgets, so tests and ordinary cells can call it without a front end.
+
+    ``widget``:  built by ``_build()`` on first access, then the same object every time
+                 (callbacks and state set up in ``_build`` live as long as the explorer).
+    ``_ipython_display_()``:  an explorer at the end of a cell shows ``explorer.widget``.
+
+    There is no ``__init__`` to call: the unbuilt state is the class attribute
+    ``_widget = None``.
+    """
+
+    display_px: int = DISPLAY_PX
+    _widget = None  # the built widget; None until .widget is first read
+
+    def _build(self):
+        """Create and return the explorer's ipywidgets container (called once, lazily)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _build() -> ipywidgets.Widget")
+
+    @property
+    def widget(self):
+        """The ipywidgets container: built by ``_build()`` on first access, then reused."""
+        if self._widget is None:
+            built = self._build()
+            if built is None:
+                raise TypeError(f"{type(self).__name__}._build() returned None; it must return the "
+                                "ipywidgets container to display")
+            self._widget = built
+        return self._widget
+
+    def _ipython_display_(self):
+        from IPython.display import display
+
+        display(self.widget)
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -81,26 +129,47 @@ def to_png(image, *, display_px: int = DISPLAY_PX, invert: bool = True) -> bytes
     return buf.getvalue()
 
 
-def decode_images(model, params, z) -> np.ndarray:
-    """Decode codes z [n, L] (or one code [L]) to images [n, H, W] (or [H, W]) in [0, 1].
-
-    Uses the jitted :func:`vae_core.evaluate.decode` (compiled once per model and batch
-    size); a Gaussian decoder's means are clipped to [0, 1] for display.
-    """
+def _decode_with(decode: Callable, cfg: ModelConfig, z) -> np.ndarray:
+    """Codes z [n, L] (or [L]) -> images [n, H, W] (or [H, W]) in [0, 1] through decode."""
     z = np.asarray(z, dtype=np.float32)
     single = z.ndim == 1
     z2 = z[None] if single else z
-    L = model.cfg.latent_dim
+    L = cfg.latent_dim
     if z2.ndim != 2 or z2.shape[1] != L:
         raise ValueError(f"expected latent codes of size {L} (shape [{L}] or [n, {L}]), got shape {z.shape}")
     if not np.all(np.isfinite(z2)):
         raise ValueError("latent codes contain NaN or inf values")
-    pixels = np.asarray(_decode(model, params, z2))
-    images = np.clip(pixels, 0.0, 1.0).reshape(len(z2), *model.cfg.image_shape)
+    pixels = np.asarray(decode(z2))
+    images = np.clip(pixels, 0.0, 1.0).reshape(len(z2), *cfg.image_shape)
     return images[0] if single else images
 
 
-def _posterior_mean(model, params, x, name: str) -> np.ndarray:
+def decode_images(model: VAE, z) -> np.ndarray:
+    """Decode codes z [n, L] (or one code [L]) to images [n, H, W] (or [H, W]) in [0, 1].
+
+    One-off use; the explorers keep a :func:`vae_core.evaluate.decoder_function` instead
+    (split once). A Gaussian decoder's means are clipped to [0, 1] for display.
+    """
+    _check_model(model, "model")
+    return _decode_with(decoder_function(model), model.cfg, z)
+
+
+def _check_model(model, where: str) -> VAE:
+    if isinstance(model, tuple):
+        raise ValueError(f"{where} must be a vae_core VAE (an nnx.Module holding its parameters), got a "
+                         "tuple; (model, params) pairs are gone: pass the model alone (e.g. result.model)")
+    if not isinstance(model, VAE):
+        raise ValueError(f"{where} must be a vae_core VAE (an nnx.Module), got {type(model).__name__}")
+    return model
+
+
+def _check_models(models, what: str) -> dict[str, VAE]:
+    if not isinstance(models, Mapping) or not models:
+        raise ValueError(f"models must be a non-empty dict {{name: VAE}} ({what})")
+    return {str(n): _check_model(m, f"models[{n!r}]") for n, m in models.items()}
+
+
+def _posterior_mean(model: VAE, x, name: str) -> np.ndarray:
     """Posterior mean [L] of one image x [D] (a flat vector or an [H, W] image)."""
     x = np.asarray(x, dtype=np.float32)
     D = model.cfg.input_dim
@@ -109,17 +178,7 @@ def _posterior_mean(model, params, x, name: str) -> np.ndarray:
                          f"(image shape {model.cfg.image_shape})")
     flat = x.reshape(1, D)
     check_images(flat, name, D)
-    return np.array(_encode(model, params, flat).mean[0], dtype=np.float32)  # writable copy
-
-
-def _check_model_pair(name: str, pair) -> tuple:
-    try:
-        model, params = pair
-    except (TypeError, ValueError):
-        raise ValueError(f"models[{name!r}] must be a (model, params) pair") from None
-    if not hasattr(model, "cfg"):
-        raise ValueError(f"models[{name!r}][0] must be a vae_core VAE module, got {type(model).__name__}")
-    return model, params
+    return np.array(encode(model, flat).mean[0], dtype=np.float32)  # writable copy
 
 
 def _image_widget(display_px: int, shape):
@@ -140,10 +199,10 @@ def _captioned(image_widget, caption: str):
 
 
 # ----------------------------------------------------------------------------- sliders
-class LatentSliders:
+class LatentSliders(Explorer):
     """One slider per latent dimension of a decoder, ordered by how much it is used.
 
-    model, params:  a trained (or initialised) vae_core VAE.
+    model:          a trained (or freshly built) vae_core VAE.
     order:          optional sequence of latent indices to show, top first (a subset or a
                     permutation of range(L)); dims not shown stay at their start value.
     value_range:    (low, high) of every slider (prior N(0, 1) -> (-3, 3) covers 99.7%).
@@ -156,14 +215,16 @@ class LatentSliders:
     key:            PRNG key for the "sample z ~ N(0, I)" button.
 
     ``render(values [L]) -> image [H, W]``; ``set_from_image(x [D])`` moves the sliders to
-    x's posterior mean (values outside value_range are clipped to it); ``.widget``.
+    x's posterior mean (values outside value_range are clipped to it); ``.widget``,
+    ``.sliders`` ({dim: FloatSlider}), ``.image`` (the ipywidgets.Image).
     """
 
-    def __init__(self, model, params, order: Sequence[int] | None = None, value_range=(-3.0, 3.0),
+    def __init__(self, model: VAE, order: Sequence[int] | None = None, value_range=(-3.0, 3.0),
                  x_start=None, kl_per_dim=None, *, x_data=None, max_sliders: int | None = None,
                  key: jax.Array | None = None, display_px: int = DISPLAY_PX, invert: bool = True,
                  step: float = 0.05):
-        self.model, self.params = model, params
+        self.model = _check_model(model, "model")
+        self._decode = decoder_function(model)  # split once: the hot path of every slider event
         self.latent_dim = L = model.cfg.latent_dim
         self.image_shape = tuple(model.cfg.image_shape)
         lo, hi = (float(v) for v in value_range)
@@ -186,8 +247,7 @@ class LatentSliders:
         self._key = jax.random.key(0) if key is None else key
         self._z = np.zeros(L, np.float32)
         if x_start is not None:
-            self._z = self._clip(_posterior_mean(model, params, x_start, "x_start"))
-        self._widget = None
+            self._z = self._clip(_posterior_mean(model, x_start, "x_start"))
         self._hold = False
         self.render(self._z)  # compiles the decoder now, not on the first slider event
 
@@ -204,7 +264,7 @@ class LatentSliders:
         if x_data is not None:
             x_data = np.asarray(x_data, dtype=np.float32)
             check_images(x_data, "x_data", self.model.cfg.input_dim)
-            var = np.asarray(_encode(self.model, self.params, x_data).mean).var(axis=0)
+            var = np.asarray(encode(self.model, x_data).mean).var(axis=0)
             self.activity = var
             return [int(i) for i in np.argsort(-var, kind="stable")]
         return list(range(L))
@@ -221,7 +281,7 @@ class LatentSliders:
 
     def render(self, values) -> np.ndarray:
         """Decode one code values [L] -> image [H, W] floats in [0, 1]."""
-        return decode_images(self.model, self.params, self._check_values(values))
+        return _decode_with(self._decode, self.model.cfg, self._check_values(values))
 
     def render_png(self, values) -> bytes:
         """PNG bytes of :meth:`render` (upscaled, inverted as configured)."""
@@ -239,27 +299,20 @@ class LatentSliders:
 
     def set_from_image(self, x) -> np.ndarray:
         """Encode x [D] and put the sliders at its posterior mean (clipped); returns that code [L]."""
-        z = _posterior_mean(self.model, self.params, x, "x")
+        z = _posterior_mean(self.model, x, "x")
         self.set_values(z)
         return self.values
 
     # -- widget -----------------------------------------------------------------
     @property
-    def widget(self):
-        """The ipywidgets container (built on first access)."""
-        if self._widget is None:
-            self._widget = self._build()
-        return self._widget
-
-    @property
     def sliders(self) -> dict:
-        """{latent index: FloatSlider} of the shown dims."""
+        """{latent index: FloatSlider} of the shown dims (builds the widget)."""
         self.widget
         return self._sliders
 
     @property
     def image(self):
-        """The ipywidgets.Image showing the decoded code."""
+        """The ipywidgets.Image showing the decoded code (builds the widget)."""
         self.widget
         return self._image
 
@@ -331,28 +384,28 @@ class LatentSliders:
 
 
 # ----------------------------------------------------------------------------- 2-d pad
-class LatentPad:
+class LatentPad(Explorer):
     """Click or drag on a scatter of 2-d codes; every model decodes the picked z.
 
-    models: {name: (model, params)}, each with latent_dim == 2 (e.g. {'AE': ..., 'VAE': ...}).
+    models: {name: VAE}, each with latent_dim == 2 (e.g. {'AE': ..., 'VAE': ...}).
     codes:  [n, 2] codes to draw (e.g. test-set posterior means of one model).
     labels: [n] integer labels colouring the points (digits 0-9).
     max_points: at most this many points are drawn (a fixed random subset, key-chosen).
 
     ``render(z [2]) -> {name: image [H, W]}``; ``.widget`` holds the clickable scatter
-    (an ipympl canvas; drag with the mouse button held) and two sliders z1, z2 as the
-    keyboard route (focus a slider, then arrow keys).
+    (``.canvas``, an ipympl canvas; drag with the mouse button held; None without ipympl,
+    then a static picture) and two sliders z1, z2 (``.sliders``) as the keyboard route
+    (focus a slider, then arrow keys); ``.images`` is {name: ipywidgets.Image}.
     """
 
-    def __init__(self, models: Mapping[str, tuple], codes, labels, *, max_points: int = 3000,
+    def __init__(self, models: Mapping[str, VAE], codes, labels, *, max_points: int = 3000,
                  key: jax.Array | None = None, display_px: int = 140, invert: bool = True,
                  title: str | None = None):
-        if not isinstance(models, Mapping) or not models:
-            raise ValueError("models must be a non-empty dict {name: (model, params)}")
-        self.models = {str(n): _check_model_pair(n, p) for n, p in models.items()}
-        for name, (m, _) in self.models.items():
+        self.models = _check_models(models, "each with latent_dim == 2")
+        for name, m in self.models.items():
             if m.cfg.latent_dim != 2:
                 raise ValueError(f"LatentPad needs 2-d latents; model {name!r} has latent_dim={m.cfg.latent_dim}")
+        self._decoders = {name: decoder_function(m) for name, m in self.models.items()}
         codes = np.asarray(codes, dtype=np.float32)
         if codes.ndim != 2 or codes.shape[1] != 2 or len(codes) == 0:
             raise ValueError(f"codes must have shape [n, 2] with n >= 1, got {codes.shape}")
@@ -371,7 +424,6 @@ class LatentPad:
         self.bounds = (lo - pad, hi + pad)  # ([2], [2]) limits of the pad and sliders
         self.display_px, self.invert, self.title = display_px, invert, title
         self._z = np.zeros(2, np.float32)
-        self._widget = None
         self._dragging = False
         self._hold = False
         self.render(self._z)  # compile every decoder now
@@ -381,14 +433,16 @@ class LatentPad:
         z = np.asarray(z, dtype=np.float32)
         if z.shape != (2,):
             raise ValueError(f"z must have shape [2], got {z.shape}")
-        return {name: decode_images(m, p, z) for name, (m, p) in self.models.items()}
+        return {name: _decode_with(self._decoders[name], m.cfg, z) for name, m in self.models.items()}
 
     def render_png(self, z) -> dict[str, bytes]:
+        """{name: PNG bytes} of :meth:`render`."""
         return {n: to_png(img, display_px=self.display_px, invert=self.invert)
                 for n, img in self.render(z).items()}
 
     @property
     def values(self) -> np.ndarray:
+        """The picked code [2] (a copy)."""
         return self._z.copy()
 
     def set_z(self, z) -> None:
@@ -407,21 +461,22 @@ class LatentPad:
         self._refresh()
 
     @property
-    def widget(self):
-        if self._widget is None:
-            self._widget = self._build()
-        return self._widget
-
-    @property
-    def sliders(self):
+    def sliders(self) -> list:
+        """[FloatSlider z1, FloatSlider z2] (builds the widget)."""
         self.widget
         return self._sliders
 
     @property
     def images(self) -> dict:
-        """{name: ipywidgets.Image}."""
+        """{name: ipywidgets.Image} (builds the widget)."""
         self.widget
         return self._images
+
+    @property
+    def canvas(self):
+        """The ipympl canvas of the clickable scatter, or None without ipympl (builds the widget)."""
+        self.widget
+        return self._canvas
 
     def _build(self):
         import ipywidgets as W
@@ -439,7 +494,7 @@ class LatentPad:
         self._images = {}
         panels = []
         pngs = self.render_png(self._z)
-        for name, (m, _) in self.models.items():
+        for name, m in self.models.items():
             img = _image_widget(self.display_px, m.cfg.image_shape)
             img.value = pngs[name]
             self._images[name] = img
@@ -520,26 +575,28 @@ class LatentPad:
 
 
 # ----------------------------------------------------------------------------- interpolation
-class Interpolator:
+class Interpolator(Explorer):
     """Decode (1 - t) z_a + t z_b, the path between the posterior means of two images.
 
-    x_a, x_b: images [D] (or [H, W]). steps: number of slider positions from t=0 to t=1
-    (and the length of the strip under the slider). ``render(t) -> image [H, W]``;
-    ``strip() -> images [steps, H, W]``; ``.widget`` shows x_a, the decoded point, x_b.
+    model: a vae_core VAE. x_a, x_b: images [D] (or [H, W]). steps: number of slider
+    positions from t=0 to t=1 (and the length of the strip). ``render(t) -> image [H, W]``;
+    ``strip() -> images [steps, H, W]``; ``.widget`` shows x_a, the decoded point, x_b;
+    ``.slider`` (t) and ``.image`` are its parts.
     """
 
-    def __init__(self, model, params, x_a, x_b, steps: int = 11, *, display_px: int = DISPLAY_PX,
+    def __init__(self, model: VAE, x_a, x_b, steps: int = 11, *, display_px: int = DISPLAY_PX,
                  invert: bool = True):
+        self.model = _check_model(model, "model")
         if int(steps) < 2:
             raise ValueError(f"steps must be >= 2 (t=0 and t=1), got {steps}")
-        self.model, self.params, self.steps = model, params, int(steps)
+        self.steps = int(steps)
+        self._decode = decoder_function(model)
         self.image_shape = tuple(model.cfg.image_shape)
         self.x_a = np.asarray(x_a, np.float32).reshape(-1)
         self.x_b = np.asarray(x_b, np.float32).reshape(-1)
-        self.z_a = _posterior_mean(model, params, x_a, "x_a")  # [L]
-        self.z_b = _posterior_mean(model, params, x_b, "x_b")  # [L]
+        self.z_a = _posterior_mean(model, x_a, "x_a")  # [L]
+        self.z_b = _posterior_mean(model, x_b, "x_b")  # [L]
         self.display_px, self.invert = display_px, invert
-        self._widget = None
         self.render(0.0)
 
     def code(self, t: float) -> np.ndarray:
@@ -551,58 +608,65 @@ class Interpolator:
 
     def render(self, t: float) -> np.ndarray:
         """Decoded image [H, W] in [0, 1] at position t of the path."""
-        return decode_images(self.model, self.params, self.code(t))
+        return _decode_with(self._decode, self.model.cfg, self.code(t))
 
     def strip(self) -> np.ndarray:
         """Decoded images [steps, H, W] at t = 0, 1/(steps-1), ..., 1."""
         z = np.stack([self.code(t) for t in np.linspace(0.0, 1.0, self.steps)])
-        return decode_images(self.model, self.params, z)
+        return _decode_with(self._decode, self.model.cfg, z)
 
     @property
-    def widget(self):
-        if self._widget is None:
-            self._widget = self._build()
-        return self._widget
+    def slider(self):
+        """The FloatSlider of t (builds the widget)."""
+        self.widget
+        return self._slider
+
+    @property
+    def image(self):
+        """The ipywidgets.Image of the decoded point (builds the widget)."""
+        self.widget
+        return self._image
+
+    def _png(self, t: float) -> bytes:
+        return to_png(self.render(t), display_px=self.display_px, invert=self.invert)
 
     def _build(self):
         import ipywidgets as W
 
-        self.slider = W.FloatSlider(value=0.0, min=0.0, max=1.0, step=1.0 / (self.steps - 1),
-                                    description="t", continuous_update=True, readout_format=".2f",
-                                    style={"description_width": "20px"}, layout=W.Layout(width="420px"))
-        self.image = _image_widget(self.display_px, self.image_shape)
-        self.image.value = to_png(self.render(0.0), display_px=self.display_px, invert=self.invert)
-        self.slider.observe(lambda ch: setattr(self.image, "value", to_png(
-            self.render(ch["new"]), display_px=self.display_px, invert=self.invert)), names="value")
+        self._slider = W.FloatSlider(value=0.0, min=0.0, max=1.0, step=1.0 / (self.steps - 1),
+                                     description="t", continuous_update=True, readout_format=".2f",
+                                     style={"description_width": "20px"}, layout=W.Layout(width="420px"))
+        self._image = _image_widget(self.display_px, self.image_shape)
+        self._image.value = self._png(0.0)
+        self._slider.observe(lambda ch: setattr(self._image, "value", self._png(ch["new"])), names="value")
         ends = []
         for x, cap in [(self.x_a, "image A (t = 0)"), (self.x_b, "image B (t = 1)")]:
             im = _image_widget(self.display_px, self.image_shape)
             im.value = to_png(x.reshape(self.image_shape), display_px=self.display_px, invert=self.invert)
             ends.append(_captioned(im, cap))
-        middle = _captioned(self.image, "decoded (1-t) z_A + t z_B")
-        return W.VBox([W.HBox([ends[0], middle, ends[1]]), self.slider])
+        middle = _captioned(self._image, "decoded (1-t) z_A + t z_B")
+        return W.VBox([W.HBox([ends[0], middle, ends[1]]), self._slider])
 
 
 # ----------------------------------------------------------------------------- traversal
-class TraversalExplorer:
+class TraversalExplorer(Explorer):
     """Pick a model, a latent dimension and its value; the other dims stay fixed.
 
-    models: {name: (model, params)} (e.g. {'beta=1': ..., 'beta=4': ...}); all must
-            decode images of the same shape.
+    models: {name: VAE} (e.g. {'beta=1': ..., 'beta=4': ...}); all must decode images
+            of the same shape.
     x_ref:  optional image [D] whose posterior mean (under each model) fixes the other
             dims; without it they are 0 (the prior mean).
     value_range: range of the value slider.
 
     ``render(name, dim, value) -> image [H, W]``; ``traversal(name, dim, n) -> [n, H, W]``
-    (the strip shown under the image); ``.widget``.
+    (the strip shown under the image); ``.widget`` with parts ``.dropdown``,
+    ``.dim_slider``, ``.value_slider``, ``.image`` and ``.strip_image``.
     """
 
-    def __init__(self, models: Mapping[str, tuple], x_ref=None, *, value_range=(-3.0, 3.0),
+    def __init__(self, models: Mapping[str, VAE], x_ref=None, *, value_range=(-3.0, 3.0),
                  n_strip: int = 9, display_px: int = DISPLAY_PX, invert: bool = True):
-        if not isinstance(models, Mapping) or not models:
-            raise ValueError("models must be a non-empty dict {name: (model, params)}")
-        self.models = {str(n): _check_model_pair(n, p) for n, p in models.items()}
-        shapes = {tuple(m.cfg.image_shape) for m, _ in self.models.values()}
+        self.models = _check_models(models, "all decoding the same image shape")
+        shapes = {tuple(m.cfg.image_shape) for m in self.models.values()}
         if len(shapes) != 1:
             raise ValueError(f"all models must decode the same image shape, got {sorted(shapes)}")
         self.image_shape = shapes.pop()
@@ -611,19 +675,19 @@ class TraversalExplorer:
             raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
         self.value_range = (lo, hi)
         self.n_strip = int(n_strip)
+        self._decoders = {name: decoder_function(m) for name, m in self.models.items()}
         self.base = {}  # name -> [L] code the other dims are fixed at
-        for name, (m, p) in self.models.items():
+        for name, m in self.models.items():
             self.base[name] = (np.zeros(m.cfg.latent_dim, np.float32) if x_ref is None
-                               else _posterior_mean(m, p, x_ref, "x_ref"))
+                               else _posterior_mean(m, x_ref, "x_ref"))
         self.display_px, self.invert = display_px, invert
-        self._widget = None
         for name in self.models:  # compile every decoder now
             self.render(name, 0, 0.0)
 
     def _code(self, name: str, dim: int, value: float) -> np.ndarray:
         if name not in self.models:
             raise ValueError(f"unknown model {name!r}; choose one of {list(self.models)}")
-        L = self.models[name][0].cfg.latent_dim
+        L = self.models[name].cfg.latent_dim
         if not (isinstance(dim, (int, np.integer)) and 0 <= dim < L):
             raise ValueError(f"dim must be an integer in [0, {L}) for model {name!r}, got {dim!r}")
         z = self.base[name].copy()
@@ -633,21 +697,43 @@ class TraversalExplorer:
     def render(self, name: str, dim: int, value: float) -> np.ndarray:
         """Decode model name's reference code with dim set to value -> image [H, W]."""
         z = self._code(name, dim, value)  # validates name and dim
-        m, p = self.models[name]
-        return decode_images(m, p, z)
+        return _decode_with(self._decoders[name], self.models[name].cfg, z)
 
     def traversal(self, name: str, dim: int, n: int | None = None) -> np.ndarray:
         """Images [n, H, W] for dim swept over value_range (others fixed)."""
         n = self.n_strip if n is None else int(n)
         z = np.stack([self._code(name, dim, v) for v in np.linspace(*self.value_range, n)])
-        m, p = self.models[name]
-        return decode_images(m, p, z)
+        return _decode_with(self._decoders[name], self.models[name].cfg, z)
 
     @property
-    def widget(self):
-        if self._widget is None:
-            self._widget = self._build()
-        return self._widget
+    def dropdown(self):
+        """The model Dropdown (builds the widget)."""
+        self.widget
+        return self._dropdown
+
+    @property
+    def dim_slider(self):
+        """The IntSlider of the latent dimension (builds the widget)."""
+        self.widget
+        return self._dim_slider
+
+    @property
+    def value_slider(self):
+        """The FloatSlider of the dimension's value (builds the widget)."""
+        self.widget
+        return self._value_slider
+
+    @property
+    def image(self):
+        """The ipywidgets.Image of the decoded code (builds the widget)."""
+        self.widget
+        return self._image
+
+    @property
+    def strip_image(self):
+        """The ipywidgets.Image of the traversal strip (builds the widget)."""
+        self.widget
+        return self._strip_image
 
     def _build(self):
         import ipywidgets as W
@@ -655,43 +741,43 @@ class TraversalExplorer:
         from .plots import tile_images
 
         names = list(self.models)
-        self.dropdown = W.Dropdown(options=names, value=names[0], description="model",
-                                   style={"description_width": "50px"}, layout=W.Layout(width="260px"))
-        L0 = self.models[names[0]][0].cfg.latent_dim
-        self.dim_slider = W.IntSlider(value=0, min=0, max=L0 - 1, description="dim", continuous_update=True,
-                                      style={"description_width": "50px"}, layout=W.Layout(width="320px"))
+        dropdown = W.Dropdown(options=names, value=names[0], description="model",
+                              style={"description_width": "50px"}, layout=W.Layout(width="260px"))
+        L0 = self.models[names[0]].cfg.latent_dim
+        dim_slider = W.IntSlider(value=0, min=0, max=L0 - 1, description="dim", continuous_update=True,
+                                 style={"description_width": "50px"}, layout=W.Layout(width="320px"))
         lo, hi = self.value_range
-        self.value_slider = W.FloatSlider(value=float(self.base[names[0]][0]), min=lo, max=hi, step=0.05,
-                                          description="value", continuous_update=True, readout_format=".2f",
-                                          style={"description_width": "50px"}, layout=W.Layout(width="320px"))
-        self.image = _image_widget(self.display_px, self.image_shape)
+        value_slider = W.FloatSlider(value=float(self.base[names[0]][0]), min=lo, max=hi, step=0.05,
+                                     description="value", continuous_update=True, readout_format=".2f",
+                                     style={"description_width": "50px"}, layout=W.Layout(width="320px"))
+        image = _image_widget(self.display_px, self.image_shape)
         H, W_ = self.image_shape
         strip_w = self.n_strip * (W_ + 1) - 1
         s = max(1, int(round(560 / strip_w)))
-        self.strip_image = W.Image(format="png", width=strip_w * s, height=H * s)
-        self._strip_px = max(H, strip_w) * s
+        strip_image = W.Image(format="png", width=strip_w * s, height=H * s)
+        strip_px = max(H, strip_w) * s
+        self._dropdown, self._dim_slider, self._value_slider = dropdown, dim_slider, value_slider
+        self._image, self._strip_image = image, strip_image
         self._hold = False
 
         def refresh(_=None):
             if self._hold:
                 return
-            name, dim, value = self.dropdown.value, self.dim_slider.value, self.value_slider.value
-            self.image.value = to_png(self.render(name, dim, value), display_px=self.display_px,
-                                      invert=self.invert)
+            image.value = to_png(self.render(dropdown.value, dim_slider.value, value_slider.value),
+                                 display_px=self.display_px, invert=self.invert)
 
         def refresh_strip(_=None):
             if self._hold:
                 return
-            name, dim = self.dropdown.value, self.dim_slider.value
-            strip = tile_images(self.traversal(name, dim), self.n_strip, self.image_shape)
-            self.strip_image.value = to_png(strip, display_px=self._strip_px, invert=self.invert)
+            strip = tile_images(self.traversal(dropdown.value, dim_slider.value), self.n_strip, self.image_shape)
+            strip_image.value = to_png(strip, display_px=strip_px, invert=self.invert)
 
         def on_model(_):
-            name = self.dropdown.value
+            name = dropdown.value
             self._hold = True
             try:
-                self.dim_slider.max = self.models[name][0].cfg.latent_dim - 1
-                self.value_slider.value = float(np.clip(self.base[name][self.dim_slider.value], lo, hi))
+                dim_slider.max = self.models[name].cfg.latent_dim - 1
+                value_slider.value = float(np.clip(self.base[name][dim_slider.value], lo, hi))
             finally:
                 self._hold = False
             refresh()
@@ -700,18 +786,16 @@ class TraversalExplorer:
         def on_dim(_):
             self._hold = True
             try:
-                d = self.dim_slider.value
-                self.value_slider.value = float(np.clip(self.base[self.dropdown.value][d], lo, hi))
+                value_slider.value = float(np.clip(self.base[dropdown.value][dim_slider.value], lo, hi))
             finally:
                 self._hold = False
             refresh()
             refresh_strip()
 
-        self.dropdown.observe(on_model, names="value")
-        self.dim_slider.observe(on_dim, names="value")
-        self.value_slider.observe(refresh, names="value")
+        dropdown.observe(on_model, names="value")
+        dim_slider.observe(on_dim, names="value")
+        value_slider.observe(refresh, names="value")
         refresh()
         refresh_strip()
         caption = W.HTML(f"<small>strip: the chosen dim swept over [{lo:g}, {hi:g}], other dims fixed</small>")
-        return W.VBox([W.HBox([W.VBox([self.dropdown, self.dim_slider, self.value_slider]), self.image]),
-                       self.strip_image, caption])
+        return W.VBox([W.HBox([W.VBox([dropdown, dim_slider, value_slider]), image]), strip_image, caption])

@@ -17,23 +17,30 @@ optimised), a numerical quadrature to check them, a Monte Carlo ELBO estimator w
 standard error, fits of the best Gaussian and the best gamma q with optax, a VAE whose
 encoder outputs a fixed q (so the engine's ``iwae_bound`` can be run on the exact
 model), L_k curves, the by-hand reconstruction losses (squared error and cross-entropy)
-and :class:`ELBOExplorer`, an ipywidgets view with sliders for q's mean and std.
+and :class:`ELBOExplorer`, an ipywidgets view with sliders for q's mean and std (a
+:class:`vae_core.widgets.Explorer`).
+
+Engine models are Flax NNX modules: the functions here take the model itself (no
+separate parameters) and split it (``nnx.split``) only where they jit.
 """
 from __future__ import annotations
 
 import io
 import math
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from flax import nnx
 from jax.scipy.special import digamma, gammaln
 
-from .models import VAE, ModelConfig
-from .objectives import iwae_bound, log_importance_weights
-from .toy import LinearGaussian
+from vae_core.models import VAE
+from vae_core.objectives import iwae_bound, log_importance_weights
+from vae_core.toy import LinearGaussian
+from vae_core.widgets import Explorer
 
 LOG_2PI = math.log(2 * math.pi)
 
@@ -287,17 +294,19 @@ def fit_two_for_one(x_data, sigma: float = 1.0, *, init_w: float = 0.3, init_b: 
 
 
 # ----------------------------------------------------------------------------- IWAE on the toy
-def fixed_q_vae(model: Exact1D, mean: float, std: float):
-    """A VAE (model, params) whose decoder is the exact 1-d model and whose encoder ignores x
-    and outputs q = N(mean, std^2). Lets the engine's bounds run on the exact model."""
-    cfg, params = model.as_linear_gaussian().as_vae(posterior="diagonal")
-    head = params["params"]["encoder"]["posterior_head"]
-    head["kernel"] = jnp.zeros_like(head["kernel"])
-    head["bias"] = jnp.array([mean, 2 * math.log(std)], jnp.float32)
-    return VAE(cfg), params
+def fixed_q_vae(model: Exact1D, mean: float, std: float) -> VAE:
+    """A VAE whose decoder is the exact 1-d model and whose encoder ignores x and outputs
+    q = N(mean, std^2). Lets the engine's bounds run on the exact model."""
+    if not std > 0:
+        raise ValueError(f"std must be positive, got {std}")
+    vae = model.as_linear_gaussian().as_vae(posterior="diagonal")
+    head = vae.encoder.head.linear
+    head.kernel[...] = jnp.zeros_like(head.kernel[...])
+    head.bias[...] = jnp.array([mean, 2 * math.log(std)], jnp.float32)
+    return vae
 
 
-def iwae_curve(vae: VAE, params, x, key, ks, *, repeats=1):
+def iwae_curve(vae: VAE, x, key, ks, *, repeats=1):
     """E[L_k] for each k, estimated from independent draws of the bound per image.
 
     x: [n, D]. repeats: draws per image, one int for every k or a sequence with one
@@ -308,23 +317,26 @@ def iwae_curve(vae: VAE, params, x, key, ks, *, repeats=1):
     reps = [int(repeats)] * len(ks) if np.ndim(repeats) == 0 else [int(r) for r in repeats]
     if len(reps) != len(ks) or min(reps) < 1:
         raise ValueError(f"repeats must be a positive int or one positive int per k, got {repeats}")
+    graphdef, params = nnx.split(vae)
     means, errs = [], []
     for i, (k, r) in enumerate(zip(ks, reps)):
         xr = jnp.tile(x, (r, 1))
-        vals = np.asarray(_iwae_jit(vae, params, xr, jax.random.fold_in(key, i), int(k)), np.float64)
+        vals = np.asarray(_iwae_jit(graphdef, params, xr, jax.random.fold_in(key, i), int(k)), np.float64)
         means.append(vals.mean())
         errs.append(vals.std(ddof=1) / math.sqrt(vals.size) if vals.size > 1 else float("nan"))
     return np.array(means), np.array(errs)
 
 
-_iwae_jit = jax.jit(iwae_bound, static_argnums=(0, 4))
+@partial(jax.jit, static_argnums=(0, 4))
+def _iwae_jit(graphdef, params, x, key, k):
+    return iwae_bound(nnx.merge(graphdef, params), x, key, k)
 
 
-def engine_monte_carlo_elbo(vae: VAE, params, x, key, n: int):
+def engine_monte_carlo_elbo(vae: VAE, x, key, n: int):
     """Monte Carlo ELBO from the engine's log importance weights (k = n draws from q).
 
     x: [batch, D]. Returns (estimate [batch], stderr [batch])."""
-    logw = log_importance_weights(vae, params, jnp.asarray(x, jnp.float32), key, n)
+    logw = log_importance_weights(vae, jnp.asarray(x, jnp.float32), key, n)
     return jnp.mean(logw, 0), jnp.std(logw, 0, ddof=1) / jnp.sqrt(n)
 
 
@@ -347,15 +359,18 @@ def cross_entropy(x, probs, eps: float = 1e-7):
 
 
 # ----------------------------------------------------------------------------- explorer
-class ELBOExplorer:
+class ELBOExplorer(Explorer):
     """Sliders for a Gaussian q = N(mean, std^2) on the exact 1-d model at one x.
 
     ``values(mean, std)`` -> {'log_evidence', 'elbo', 'kl'} (floats, closed form).
-    ``update(mean, std)`` redraws the one figure in place (q's curve, the bars, the
+    ``render(mean, std)`` redraws the one figure in place (q's curve, the bars, the
     title) and returns the values; ``figure`` is that matplotlib Figure (not managed by
-    pyplot, so it is shown only when a cell displays it). ``widget`` is an ipywidgets
-    VBox with two sliders and an Image that receives the figure as PNG on every change.
+    pyplot, so it is shown only when a cell displays it). ``widget`` (from
+    :class:`vae_core.widgets.Explorer`) is an ipywidgets VBox with two sliders and an
+    Image, ``display_px`` wide, that receives the figure as PNG on every change.
     """
+
+    display_px = 810  # the figure's width at png()'s 90 dpi
 
     def __init__(self, model: Exact1D, x: float, *, mean_range=(-2.0, 3.0), std_range=(0.05, 2.0),
                  z_range=(-3.0, 4.0)):
@@ -370,7 +385,6 @@ class ELBOExplorer:
         pm, ps = (float(v) for v in posterior(model, self.x))
         self.posterior = (pm, ps)
         self.log_px = float(log_evidence(model, self.x))
-        self._widget = None
 
         self.figure = fig = Figure(figsize=(9.0, 3.4))
         self.ax_q, self.ax_bar = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.6, 1]})
@@ -390,7 +404,7 @@ class ELBOExplorer:
         self.ax_bar.tick_params(axis="x", labelsize=8)
         self.bar_text = [self.ax_bar.text(i, 0, "", ha="center", fontsize=8) for i in range(3)]
         fig.tight_layout()
-        self.update(pm, ps)
+        self.render(pm, ps)
 
     def _check(self, mean, std):
         mean, std = float(mean), float(std)
@@ -404,7 +418,7 @@ class ELBOExplorer:
         kl = float(gaussian_kl_to_posterior(self.model, self.x, mean, std))
         return {"log_evidence": self.log_px, "elbo": elbo, "kl": kl}
 
-    def update(self, mean, std) -> dict:
+    def render(self, mean, std) -> dict:
         """Redraw q and the bars for q = N(mean, std^2); returns :meth:`values`."""
         v = self.values(mean, std)
         mean, std = self._check(mean, std)
@@ -429,15 +443,10 @@ class ELBOExplorer:
         return v
 
     def png(self) -> bytes:
+        """The figure as it is now, as PNG bytes (90 dpi)."""
         buf = io.BytesIO()
         self.figure.savefig(buf, format="png", dpi=90)
         return buf.getvalue()
-
-    @property
-    def widget(self):
-        if self._widget is None:
-            self._widget = self._build()
-        return self._widget
 
     def _build(self):
         import ipywidgets as W
@@ -450,11 +459,11 @@ class ELBOExplorer:
         self.std_slider = W.FloatSlider(value=std, min=self.std_range[0], max=self.std_range[1], step=0.01,
                                         description="q std", continuous_update=True, style=style,
                                         layout=W.Layout(width="420px"))
-        self.image = W.Image(format="png", value=self.png())
+        self.image = W.Image(format="png", value=self.png(), layout=W.Layout(width=f"{self.display_px}px"))
         self.readout = W.HTML()
 
         def refresh(_=None):
-            v = self.update(self.mean_slider.value, self.std_slider.value)
+            v = self.render(self.mean_slider.value, self.std_slider.value)
             self.image.value = self.png()
             self.readout.value = (f"<code>log p(x) = {v['log_evidence']:.4f}   ELBO = {v['elbo']:.4f}   "
                                   f"KL = {v['kl']:.4f}   ELBO + KL = {v['elbo'] + v['kl']:.4f}</code>")

@@ -13,7 +13,8 @@ This module measures both, in four settings the notebook 03 walks through:
    (:func:`closed_forms`; d^4 + 14 d^2 + 15, 4, 4 d^2 + 8 sigma^2 at mu = sigma = 1).
 2. A VAE on MNIST: the ELBO gradient for the encoder parameters under each estimator,
    its variance and signal-to-noise ratio per parameter group (:func:`gradient_moments`,
-   :func:`group_statistics`), and a short training run with each (:func:`train_with_estimator`).
+   :func:`group_statistics`), and a short training run with each: :func:`estimator_loss`
+   is the custom loss handed to ``vae_core.train.train(..., loss=...)``.
 3. Full-covariance Gaussians z = mu + L eps (:func:`random_full_posterior`,
    :func:`reference_log_density`, :func:`quadratic_form_gradients`).
 4. A gamma variable, whose sampler JAX differentiates by implicit reparameterization
@@ -21,24 +22,28 @@ This module measures both, in four settings the notebook 03 walks through:
 
 Every estimator returns one estimate per PRNG key; ``jax.vmap`` over keys gives the
 sampling distribution of the estimator, which is what the variances are computed from.
+
+The VAE is a Flax NNX module. Gradients with respect to the encoder alone split the
+model into its encoder parameters and the rest (``nnx.split(model, ENCODER, ...)``),
+differentiate a function of the encoder's state, and merge the two inside it
+(``nnx.merge``); the gradient comes back shaped like ``nnx.state(model.encoder)``.
 """
 from __future__ import annotations
 
 import math
-import time
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
+from flax import nnx
 
-from .data import binarize
-from .models import VAE, ModelConfig, Posterior, init_params, sample_posterior, scale_tril
-from .objectives import (decoder_log_likelihood, elbo_terms, posterior_log_density,
-                         standard_normal_log_density)
+from vae_core.models import VAE, Posterior, sample_posterior, scale_tril
+from vae_core.objectives import decoder_log_likelihood, kl_divergence, log_joint, posterior_log_density
 
 ESTIMATORS = ("pathwise", "score", "score_loo")
+# the encoder's parameters, as an NNX filter: nnx.split(model, ENCODER, ...) -> graphdef, encoder, rest
+ENCODER = nnx.All(nnx.Param, nnx.PathContains("encoder"))
 
 
 # =========================================================================== 1. toy problem
@@ -167,24 +172,18 @@ def mean_with_error(draws, axis: int = 0):
 
 
 # =========================================================================== 2. a VAE's encoder
-def _with_encoder(params, enc):
-    return {"params": {**params["params"], "encoder": enc}}
+def mc_elbo(model: VAE, x, key, n_samples: int = 1):
+    """The Monte Carlo ELBO integrand log p(x, z) - log q(z|x) at n_samples reparameterized z.
 
-
-def log_joint(model: VAE, params, z, x):
-    """log p(x, z) = log p(x|z) + log N(z; 0, I). z: [S, b, L], x: [b, D] -> [S, b]."""
-    return decoder_log_likelihood(model, params, z, x) + standard_normal_log_density(z)
-
-
-def mc_elbo(model: VAE, params, x, key, n_samples: int = 1):
-    """The Monte Carlo ELBO integrand log p(x, z) - log q(z|x) at n_samples reparameterized z. -> [S, b]."""
-    post = model.apply(params, x, method=VAE.encode)
+    x: [b, D] -> [S, b].
+    """
+    post = model.encode(x)
     z = sample_posterior(key, post, n_samples)
-    return log_joint(model, params, z, x) - posterior_log_density(z, post)
+    return log_joint(model, x, z) - posterior_log_density(z, post)
 
 
-def encoder_surrogate(model: VAE, params, enc, x, key, estimator: str, n_samples: int = 1):
-    """A scalar whose gradient wrt the encoder parameters ``enc`` is the estimator's ELBO gradient.
+def encoder_surrogate(model: VAE, x, key, estimator: str, n_samples: int = 1):
+    """A scalar whose gradient wrt the encoder parameters is the estimator's ELBO gradient.
 
     The integrand is the Monte Carlo ELBO f(z) = log p(x, z) - log q(z|x), averaged over the
     batch x [b, D] and n_samples draws per image.
@@ -192,44 +191,60 @@ def encoder_surrogate(model: VAE, params, enc, x, key, estimator: str, n_samples
       'score':     (f(z) with z stopped) * log q_phi(z|x); the term E_q[grad log q] = 0 is
                    left out, as in REINFORCE.
       'score_loo': as 'score' with f(z_s) - mean_{s' != s} f(z_s') (needs n_samples >= 2).
+    Only its gradient wrt the encoder is meant (for 'pathwise' it also depends on the
+    decoder; :func:`encoder_gradient` and :func:`estimator_loss` differentiate the
+    encoder's part alone).
     """
-    p = _with_encoder(params, enc)
-    post = model.apply(p, x, method=VAE.encode)
+    post = model.encode(x)
     if estimator == "pathwise":
         z = sample_posterior(key, post, n_samples)
-        return jnp.mean(log_joint(model, p, z, x) - posterior_log_density(z, post))
+        return jnp.mean(log_joint(model, x, z) - posterior_log_density(z, post))
     if estimator not in ("score", "score_loo"):
         raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    if estimator == "score_loo" and n_samples < 2:
+        raise ValueError("'score_loo' needs n_samples >= 2")
     z = jax.lax.stop_gradient(sample_posterior(key, post, n_samples))
-    log_q = posterior_log_density(z, post)                     # [S, b], depends on enc
-    f = jax.lax.stop_gradient(log_joint(model, p, z, x) - log_q)
+    log_q = posterior_log_density(z, post)                     # [S, b], depends on the encoder
+    f = jax.lax.stop_gradient(log_joint(model, x, z) - log_q)
     if estimator == "score_loo":
-        if n_samples < 2:
-            raise ValueError("'score_loo' needs n_samples >= 2")
         f = f - (jnp.sum(f, 0, keepdims=True) - f) / (n_samples - 1)
     return jnp.mean(f * log_q)
 
 
-def encoder_gradient(model: VAE, params, x, key, estimator: str = "pathwise", n_samples: int = 1):
-    """One estimate of grad_phi ELBO (batch mean) for the encoder parameters. -> pytree like encoder."""
-    enc = params["params"]["encoder"]
-    return jax.grad(lambda e: encoder_surrogate(model, params, e, x, key, estimator, n_samples))(enc)
+def encoder_gradient(model: VAE, x, key, estimator: str = "pathwise", n_samples: int = 1) -> nnx.State:
+    """One estimate of grad_phi ELBO (batch mean) for the encoder parameters.
+
+    Returns an nnx.State shaped like ``nnx.state(model.encoder)``.
+    """
+    graphdef, enc, rest = nnx.split(model, ENCODER, ...)
+
+    def surrogate(enc):
+        return encoder_surrogate(nnx.merge(graphdef, enc, rest), x, key, estimator, n_samples)
+
+    return jax.grad(surrogate)(enc)["encoder"]
 
 
-@partial(jax.jit, static_argnames=("model", "estimator", "n_draws", "n_samples", "chunk"))
-def gradient_moments(model: VAE, params, x, key, *, estimator: str, n_draws: int,
-                     n_samples: int = 1, chunk: int = 16):
+def gradient_moments(model: VAE, x, key, *, estimator: str, n_draws: int, n_samples: int = 1,
+                     chunk: int = 16):
     """Mean and variance, over n_draws independent keys, of each encoder-gradient coordinate.
 
-    Draws are vmapped ``chunk`` at a time inside a lax.scan, and combined with Chan's
-    parallel update, so memory holds only ``chunk`` gradients. n_draws must be a multiple
-    of chunk. Returns (mean tree, variance tree) (variance with ddof = 1).
+    x: [b, D]. Draws are vmapped ``chunk`` at a time inside a lax.scan, and combined with
+    Chan's parallel update, so memory holds only ``chunk`` gradients. n_draws must be a
+    multiple of chunk. Returns (mean, variance) (variance with ddof = 1), each an nnx.State
+    shaped like ``nnx.state(model.encoder)``.
     """
     if n_draws % chunk:
         raise ValueError(f"n_draws ({n_draws}) must be a multiple of chunk ({chunk})")
+    graphdef, params = nnx.split(model)
+    return _gradient_moments(graphdef, params, jnp.asarray(x), key, estimator, n_draws, n_samples, chunk)
+
+
+@partial(jax.jit, static_argnums=(0, 4, 5, 6, 7))
+def _gradient_moments(graphdef, params, x, key, estimator, n_draws, n_samples, chunk):
+    model = nnx.merge(graphdef, params)
     keys = jax.random.split(key, n_draws).reshape(n_draws // chunk, chunk, -1)
-    one = lambda k: encoder_gradient(model, params, x, k, estimator, n_samples)  # noqa: E731
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, params["params"]["encoder"])
+    one = lambda k: encoder_gradient(model, x, k, estimator, n_samples)  # noqa: E731
+    zeros = jax.tree_util.tree_map(jnp.zeros_like, nnx.state(model.encoder, nnx.Param))
 
     def step(carry, ks):
         n, mean, m2 = carry
@@ -247,21 +262,26 @@ def gradient_moments(model: VAE, params, x, key, *, estimator: str, n_draws: int
 
 
 def parameter_groups(enc_tree, latent_dim: int) -> dict:
-    """Flatten an encoder pytree (gradients, variances, ...) into named groups of coordinates.
+    """Flatten an encoder tree (gradients, variances, ...) into named groups of coordinates.
 
-    'hidden layers': every Dense/Conv layer before the head; 'mean head' and
-    'log-variance head': the posterior head's kernel and bias columns for the mean and
-    the log-variance; 'off-diagonal head' for a full-covariance posterior.
+    enc_tree: shaped like ``nnx.state(model.encoder)`` (an nnx.State or its pure dict).
+    'hidden layers': every layer before the posterior head; 'mean head' and
+    'log-variance head': the head's kernel and bias columns for the mean and for the
+    log-variance (for a full-covariance posterior the same columns give log L_ii^2 and the
+    group is called 'log-diagonal head'); 'off-diagonal head': the columns of the
+    Cholesky factor's strictly-lower entries (full covariance only).
     """
-    head = enc_tree["posterior_head"]
+    tree = nnx.to_pure_dict(enc_tree) if isinstance(enc_tree, nnx.State) else enc_tree
+    head = tree["head"]["linear"]
     L = latent_dim
-    hidden = [jnp.ravel(a) for name, sub in enc_tree.items() if name != "posterior_head"
+    hidden = [jnp.ravel(a) for name, sub in tree.items() if name != "head"
               for a in jax.tree_util.tree_leaves(sub)]
     cols = lambda lo, hi: jnp.concatenate([jnp.ravel(head["kernel"][:, lo:hi]),  # noqa: E731
                                            jnp.ravel(head["bias"][lo:hi])])
+    full = head["bias"].shape[0] > 2 * L
     groups = {"hidden layers": jnp.concatenate(hidden), "mean head": cols(0, L),
-              "log-variance head": cols(L, 2 * L)}
-    if head["bias"].shape[0] > 2 * L:
+              ("log-diagonal head" if full else "log-variance head"): cols(L, 2 * L)}
+    if full:
         groups["off-diagonal head"] = cols(2 * L, head["bias"].shape[0])
     return groups
 
@@ -308,75 +328,45 @@ def mean_agreement(mean_a, var_a, mean_b, var_b, latent_dim: int, n_draws: int) 
 
 
 # --------------------------------------------------------------------------- training
-def train_with_estimator(model_cfg: ModelConfig, x_train, x_test, *, estimator: str, steps: int,
-                         eval_every: int, batch_size: int = 100, n_samples: int = 1,
-                         learning_rate: float = 1e-3, seed: int = 0) -> dict:
-    """Train a VAE whose encoder gradient comes from ``estimator`` (decoder: always pathwise).
+def estimator_loss(estimator: str, n_samples: int = 1):
+    """A custom loss for ``vae_core.train.train(..., loss=...)`` whose encoder gradient comes from
+    ``estimator`` (see :func:`encoder_surrogate`); the decoder's gradient is always the
+    pathwise grad_theta log p(x|z) at the same (stopped) z.
 
-    Each step draws a random minibatch of x_train [n, D] (grey levels, binarized afresh),
-    takes the ELBO gradient (same Monte Carlo integrand log p(x,z) - log q(z|x) for every
-    estimator, see :func:`encoder_surrogate`) and one Adam step. Every eval_every steps
-    the test ELBO (objectives.elbo_terms: analytic KL, one sample) is measured on x_test
-    [m, D] binarized once with a fixed key. Same seed -> same initialisation and batches
-    for every estimator.
-    Returns {'step': [..], 'train_elbo': [..] (mean over the last eval_every steps),
-             'test_elbo': [..], 'seconds': float, 'params': final params, 'model': model}.
+    Returns loss(model, x [b, D], key, step) -> (scalar, aux). The scalar's value is the
+    Monte Carlo -ELBO (mean of log q(z|x) - log p(x, z) over the batch and the n_samples
+    draws), so the history's 'train_loss' is comparable across estimators; its gradient is
+    the estimator's. aux = {'rec': [b] mean log p(x|z) over the draws, 'kl': [b] analytic
+    KL(q || N(0, I)), 'kl_weight': 1.0}, recorded without gradient.
     """
-    if steps % eval_every:
-        raise ValueError(f"steps ({steps}) must be a multiple of eval_every ({eval_every})")
-    key = jax.random.PRNGKey(seed)
-    k_init, k_test, k_train, k_eval = jax.random.split(key, 4)
-    data = jnp.asarray(x_train, jnp.float32)
-    test = binarize(k_test, jnp.asarray(x_test, jnp.float32))
-    model, params = init_params(model_cfg, k_init, data_mean=jnp.mean(data, 0))
-    tx = optax.adam(learning_rate)
-    opt_state = tx.init(params)
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {ESTIMATORS}, got {estimator!r}")
+    if estimator == "score_loo" and n_samples < 2:
+        raise ValueError("'score_loo' needs n_samples >= 2")
 
-    def surrogate(params, x, k):
-        # encoder gradient from the chosen estimator (decoder parameters held fixed in it)
-        enc_part = encoder_surrogate(model, jax.lax.stop_gradient(params), params["params"]["encoder"],
-                                     x, k, estimator, n_samples)
-        # decoder gradient: pathwise log p(x|z) at stopped z (the same z the encoder term used)
-        frozen = jax.lax.stop_gradient(params["params"]["encoder"])
-        post = model.apply(_with_encoder(params, frozen), x, method=VAE.encode)
-        z = sample_posterior(k, post, n_samples)
-        dec_part = jnp.mean(decoder_log_likelihood(model, params, z, x))
-        value = jnp.mean(log_joint(model, params, z, x) - posterior_log_density(z, post))
-        return -(enc_part + dec_part), value
+    def loss(model: VAE, x, key, step):
+        graphdef, enc, rest = nnx.split(model, ENCODER, ...)
+        stop = jax.lax.stop_gradient
+        # encoder gradient from the chosen estimator, decoder parameters held fixed in it
+        enc_part = encoder_surrogate(nnx.merge(graphdef, enc, stop(rest)), x, key, estimator, n_samples)
+        # decoder gradient: pathwise log p(x|z) at stopped z (the same z the encoder term drew)
+        dec_model = nnx.merge(graphdef, stop(enc), rest)
+        post = dec_model.encode(x)
+        z = sample_posterior(key, post, n_samples)
+        rec = decoder_log_likelihood(dec_model, x, z)                         # [S, b]
+        surrogate = -(enc_part + jnp.mean(rec))
+        value = -jnp.mean(log_joint(dec_model, x, z) - posterior_log_density(z, post))
+        aux = {"rec": stop(jnp.mean(rec, 0)), "kl": stop(kl_divergence(post)),
+               "kl_weight": jnp.asarray(1.0, jnp.float32)}
+        return surrogate - stop(surrogate) + stop(value), aux
 
-    grad_fn = jax.grad(surrogate, has_aux=True)
-
-    def step(carry, k):
-        params, opt_state = carry
-        k_idx, k_bin, k_z = jax.random.split(k, 3)
-        idx = jax.random.randint(k_idx, (batch_size,), 0, data.shape[0])
-        x = binarize(k_bin, data[idx])
-        grads, value = grad_fn(params, x, k_z)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), value
-
-    @jax.jit
-    def run_chunk(params, opt_state, k, k_ev):
-        (params, opt_state), values = jax.lax.scan(step, (params, opt_state), jax.random.split(k, eval_every))
-        test_elbo = jnp.mean(elbo_terms(model, params, test, k_ev)["elbo"])
-        return params, opt_state, jnp.mean(values), test_elbo
-
-    start = time.perf_counter()
-    hist = {"step": [], "train_elbo": [], "test_elbo": []}
-    n_chunks = steps // eval_every
-    for i, (k, k_ev) in enumerate(zip(jax.random.split(k_train, n_chunks), jax.random.split(k_eval, n_chunks))):
-        params, opt_state, tr, te = run_chunk(params, opt_state, k, k_ev)
-        hist["step"].append((i + 1) * eval_every)
-        hist["train_elbo"].append(float(tr))
-        hist["test_elbo"].append(float(te))
-    hist["seconds"] = time.perf_counter() - start
-    hist["params"], hist["model"] = params, model
-    return hist
+    return loss
 
 
 # =========================================================================== 3. full covariance
 def random_full_posterior(key, dim: int, batch: int = 1, scale: float = 0.5) -> Posterior:
-    """A random full-covariance Posterior (mean, logvar of the Cholesky diagonal, off-diagonals)."""
+    """A random full-covariance Posterior: mean [batch, dim], log_diag [batch, dim] (log L_ii^2),
+    offdiag [batch, dim (dim - 1) / 2] (the Cholesky factor's strictly-lower entries)."""
     k1, k2, k3 = jax.random.split(key, 3)
     n_off = dim * (dim - 1) // 2
     return Posterior(jax.random.normal(k1, (batch, dim)),
@@ -401,10 +391,10 @@ def reference_log_density(z, post: Posterior):
 
 
 def quadratic_form_gradients(key, post: Posterior, A, n_samples: int):
-    """Pathwise and exact gradients of E_q[z^T A z] wrt (mean, logvar, offdiag) of one posterior.
+    """Pathwise and exact gradients of E_q[z^T A z] wrt (mean, log_diag, offdiag) of one posterior.
 
     E[z^T A z] = mu^T A mu + tr(A L L^T), so d/dmu = (A + A^T) mu and d/dL = (A + A^T) L,
-    restricted to L's free entries (chain rule through L_ii = exp(logvar_i / 2)).
+    restricted to L's free entries (chain rule through L_ii = exp(log_diag_i / 2)).
     post: a batch-1 full-covariance Posterior. Returns (pathwise Posterior, exact Posterior).
     """
     S = A + A.T
@@ -449,9 +439,9 @@ def draw_gamma_estimates(key, alpha, k, *, estimator: str, n_seeds: int, n_sampl
 
 __all__ = [
     "ESTIMATORS", "quadratic", "gaussian_score", "score_function_estimate", "pathwise_estimate",
-    "draw_estimates", "closed_forms", "variance_with_error", "mean_with_error", "log_joint", "mc_elbo",
+    "draw_estimates", "closed_forms", "variance_with_error", "mean_with_error", "ENCODER", "mc_elbo",
     "encoder_surrogate", "encoder_gradient", "gradient_moments", "parameter_groups",
-    "group_statistics", "mean_agreement", "train_with_estimator", "random_full_posterior",
+    "group_statistics", "mean_agreement", "estimator_loss", "random_full_posterior",
     "covariance", "reference_log_density", "quadratic_form_gradients", "gamma_pathwise_estimate",
     "gamma_score_estimate", "gamma_exact_gradient", "draw_gamma_estimates",
 ]

@@ -1,23 +1,24 @@
-"""Analysis helpers for notebook 04 (a Bernoulli VAE on MNIST, trained and explored).
+"""Helpers for notebook 04 (a Bernoulli VAE on MNIST, trained and explored).
 
 Small, tested functions the notebook calls so that it holds no model or metric code:
 
   order_by_kl            latent dimensions sorted by their average KL, most used first
   normal_grid            a grid of 2-d codes through the Gaussian's inverse CDF (Kingma & Welling)
-  prior_samples          decode z ~ N(0, I): Bernoulli means and Bernoulli draws
-  reconstruct            decode the posterior mean of each image
+  prior_samples          vae_core.evaluate.sample_prior, plus one Bernoulli draw of each mean
   flip_noise, mask_patches   corrupt images for the denoising section
   mean_abs_error         per-image distance between two image sets
-  log_likelihood_cached  vae_core.evaluate.log_likelihood, memoised on disk
+  log_likelihood_cached  vae_core.evaluate.log_marginal_likelihood, memoised on disk
   ModelTracker           train_or_load that counts trained vs cached models and records
                          the notebook's cold-cache and cached wall times
-  format_table           a plain-text table of rows (the latent-size sweep)
+
+Reconstructions, tables and metrics come from the engine: ``vae_core.evaluate.reconstruct``,
+``vae_core.plots.format_table``, ``vae_core.metrics.active_units``.
 """
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-import os
 import time
 from pathlib import Path
 
@@ -26,10 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 from scipy.stats import norm
 
-from .checkpoint import cache_dir, cache_path, train_or_load
-from .config import mode_name
-from .data import binarize
-from .evaluate import decode, encode, log_likelihood
+from vae_core.checkpoint import cache_dir, train_or_load
+from vae_core.config import mode_name
+from vae_core.data import binarize
+from vae_core.evaluate import log_marginal_likelihood, sample_prior
+from vae_core.files import atomic_write
+from vae_core.models import VAE, params_to_arrays
 
 
 # ----------------------------------------------------------------------------- latents
@@ -53,7 +56,7 @@ def normal_grid(n: int, p_low: float = 0.05, p_high: float = 0.95) -> tuple[np.n
     [p_low, p_high] (Kingma & Welling's Fig. 4 uses this construction), so the grid is
     dense where the prior has its mass. Returns (codes [n*n, 2], values [n]). Codes run
     row by row, top row first: row r has z2 = values[n-1-r] (largest z2 on top, as on a
-    plot's y axis) and column c has z1 = values[c], so ``tile_images(decode(codes), n)``
+    plot's y axis) and column c has z1 = values[c], so ``tile_images(decode_mean(model, codes), n)``
     lines up with a scatter of the codes.
     """
     if int(n) < 2:
@@ -65,17 +68,14 @@ def normal_grid(n: int, p_low: float = 0.05, p_high: float = 0.95) -> tuple[np.n
     return np.stack([z1.ravel(), z2.ravel()], axis=1).astype(np.float32), values.astype(np.float32)
 
 
-def prior_samples(model, params, key, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Draw z ~ N(0, I) and decode: (Bernoulli means [n, D], one Bernoulli draw of each [n, D])."""
+def prior_samples(model: VAE, key, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Draw z ~ N(0, I) and decode: (Bernoulli means [n, D], one Bernoulli draw of each [n, D]).
+
+    The means are :func:`vae_core.evaluate.sample_prior`'s; the draws flip each pixel's coin.
+    """
     k_z, k_x = jax.random.split(key)
-    z = jax.random.normal(k_z, (int(n), model.cfg.latent_dim))
-    means = decode(model, params, z)
-    return np.asarray(means), np.asarray(binarize(k_x, means))
-
-
-def reconstruct(model, params, x) -> np.ndarray:
-    """Decode each image's posterior mean: x [n, D] -> pixel means [n, D]."""
-    return np.asarray(decode(model, params, encode(model, params, x).mean))
+    _, means = sample_prior(model, k_z, int(n))
+    return means, np.asarray(binarize(k_x, means))
 
 
 # ----------------------------------------------------------------------------- corruption
@@ -144,34 +144,35 @@ def _digest(*parts) -> str:
     return h.hexdigest()[:16]
 
 
-def log_likelihood_cached(model, params, x, key, *, k: int, directory=None, **kwargs) -> np.ndarray:
-    """:func:`vae_core.evaluate.log_likelihood`, stored on disk and reused.
+def log_likelihood_cached(model: VAE, x, key, *, k: int, directory=None, **kwargs) -> np.ndarray:
+    """:func:`vae_core.evaluate.log_marginal_likelihood`, stored on disk and reused.
 
-    The file name hashes the parameters, the images, the key, k and the other keyword
-    arguments, so a changed model or setting computes afresh. Returns log p(x) [n].
+    The file name hashes the parameters (``vae_core.models.params_to_arrays``), the
+    images, the key, k and the other keyword arguments, so a changed model or setting
+    computes afresh. Returns log p(x) [n].
     """
-    leaves = jax.tree_util.tree_leaves(params)
-    digest = _digest(model.cfg.to_dict(), *leaves, np.asarray(x), jax.random.key_data(key)
-                     if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else np.asarray(key),
-                     k, sorted(kwargs.items()))
+    arrays = params_to_arrays(model)
+    key_data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else np.asarray(key)
+    digest = _digest(model.cfg.to_dict(), sorted(arrays), *(arrays[name] for name in sorted(arrays)),
+                     np.asarray(x), key_data, k, sorted(kwargs.items()))
     path = Path(directory or cache_dir()) / "loglik" / f"loglik-k{k}-{digest}.npy"
     if path.exists():
         try:
             return np.load(path)
         except (OSError, ValueError):
             pass  # unreadable: compute again
-    ll = np.asarray(log_likelihood(model, params, x, key, k=k, **kwargs))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}.npy")
-    np.save(tmp, ll)
-    os.replace(tmp, path)
+    ll = np.asarray(log_marginal_likelihood(model, x, key, k=k, **kwargs))
+    buffer = io.BytesIO()
+    np.save(buffer, ll)
+    atomic_write(path, buffer.getvalue())
     return ll
 
 
 class ModelTracker:
     """train_or_load that remembers which models it trained and which it loaded.
 
-    ``tracker.get(name, model_cfg, train_cfg, x_train, x_test)`` returns the TrainResult.
+    ``tracker.get(name, model_cfg, train_cfg, x_train, x_test)`` returns the TrainResult
+    and files the model under 'trained' or 'loaded' by the result's ``source``.
     ``tracker.finish()`` returns a summary of this run's wall time (since the tracker was
     made) and stores it in a small JSON log beside the model cache as this notebook's
     latest 'cold' run (every model trained) or 'cached' run (every model loaded), per mode.
@@ -186,9 +187,8 @@ class ModelTracker:
         self.loaded: list[str] = []
 
     def get(self, name, model_cfg, train_cfg, x_train, x_test=None, **kwargs):
-        cached = cache_path(name, model_cfg, train_cfg, x_train, self.directory).exists()
         result = train_or_load(name, model_cfg, train_cfg, x_train, x_test, directory=self.directory, **kwargs)
-        (self.loaded if cached else self.trained).append(name)
+        (self.trained if result.source == "trained" else self.loaded).append(name)
         return result
 
     def kind(self) -> str:
@@ -211,29 +211,10 @@ class ModelTracker:
         entry = log.setdefault(f"{self.notebook}:{mode_name()}", {})
         if kind in ("cold", "cached"):
             entry[kind] = round(seconds, 1)
-            self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.log_path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(log, indent=1, sort_keys=True))
-            os.replace(tmp, self.log_path)
+            atomic_write(self.log_path, json.dumps(log, indent=1, sort_keys=True).encode())
         return {"seconds": seconds, "kind": kind, "trained": len(self.trained), "loaded": len(self.loaded),
                 "log": dict(entry)}
 
 
-# ----------------------------------------------------------------------------- tables
-def format_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
-    """A plain-text table. columns: (key, header, format spec such as '.2f' or 'd').
-
-    Text columns are aligned left, number columns right.
-    """
-    cells = [[h for _, h, _ in columns]]
-    for row in rows:
-        cells.append([format(row[k], f) for k, _, f in columns])
-    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    text = [all(isinstance(row[k], str) for row in rows) for k, _, _ in columns]
-    lines = ["  ".join(c.ljust(w) if t else c.rjust(w) for c, w, t in zip(r, widths, text)) for r in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-__all__ = ["order_by_kl", "normal_grid", "prior_samples", "reconstruct", "flip_noise", "mask_patches",
-           "mean_abs_error", "log_likelihood_cached", "ModelTracker", "format_table"]
+__all__ = ["order_by_kl", "normal_grid", "prior_samples", "flip_noise", "mask_patches", "mean_abs_error",
+           "log_likelihood_cached", "ModelTracker"]

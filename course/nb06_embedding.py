@@ -1,6 +1,7 @@
-"""2-d maps of latent codes (t-SNE, PCA) and the numbers that judge them.
+"""Helpers for notebook 06: 2-d maps of latent codes (t-SNE, PCA) and the numbers that judge them.
 
-A t-SNE picture is easy to over-read, so every map here comes with numbers:
+A t-SNE picture is easy to over-read, so every map here comes with numbers (the metrics
+live in :mod:`vae_core.metrics`):
 
   knn_accuracy      k-NN (k = 10) digit classification accuracy, estimated by stratified
                     5-fold cross-validation on the points themselves (in the latent space
@@ -9,6 +10,9 @@ A t-SNE picture is easy to over-read, so every map here comes with numbers:
                     point's 10 nearest neighbours in the map were also near it in the
                     input space; it penalises "false neighbours" made by the map.
   seconds           the wall time of the embedding itself (neighbour search included).
+
+:func:`summarize` makes one table row per map; :func:`table_columns` gives the columns
+for ``vae_core.plots.format_table(rows, table_columns(...), markdown=True)``.
 
 t-SNE runs through openTSNE (FFT-interpolated or Barnes-Hut gradients) or scikit-learn
 (Barnes-Hut). All three use 250 early-exaggeration iterations followed by 500 normal
@@ -23,10 +27,10 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import numpy as np
 
+from vae_core.metrics import knn_accuracy, trustworthiness
+
 TSNE_METHODS = ("opentsne-fft", "opentsne-bh", "sklearn-bh")
 DEFAULT_METHOD = "opentsne-fft"
-KNN_K = 10
-CV_FOLDS = 5
 
 
 @dataclass
@@ -107,39 +111,12 @@ def perplexity_sweep(x, perplexities, **tsne_kwargs) -> dict[float, Map2D]:
     return {p: tsne(x, perplexity=p, **tsne_kwargs) for p in perplexities}
 
 
-# --------------------------------------------------------------------------- metrics
-def knn_accuracy(x, labels, *, k: int = KNN_K, folds: int = CV_FOLDS, seed: int = 0) -> float:
-    """k-NN classification accuracy of labels from points x: [n, d], stratified k-fold CV.
-
-    Each fold's points are classified by a majority vote of their k nearest neighbours
-    among the other folds' points (Euclidean); the mean accuracy over the folds is
-    returned. A high value means points of the same digit sit next to each other.
-    """
-    from sklearn.model_selection import StratifiedKFold, cross_val_score
-    from sklearn.neighbors import KNeighborsClassifier
-
-    x = np.asarray(x, np.float64)
-    labels = np.asarray(labels)
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    return float(np.mean(cross_val_score(KNeighborsClassifier(n_neighbors=k), x, labels, cv=cv)))
-
-
-def trustworthiness(x, coords, *, k: int = KNN_K) -> float:
-    """scikit-learn's trustworthiness of a map coords [n, 2] of x [n, d], k neighbours.
-
-    1 - (penalty for points that are among a point's k nearest in the map but not in the
-    input, weighted by how far down the input ranking they are). In [0, 1]; 1 is best.
-    """
-    from sklearn.manifold import trustworthiness as _trust
-
-    return float(_trust(np.asarray(x, np.float64), np.asarray(coords, np.float64), n_neighbors=k))
-
-
+# --------------------------------------------------------------------------- numbers
 def code_scale(mean, logvar=None) -> dict:
     """How large the codes are and how noisy the encoder is: what the KL term acts on.
 
-    mean: posterior means [n, L]; logvar: posterior log-variances [n, L] or None (a plain
-    autoencoder has no noise). Returns {'rms': root mean square of all code values
+    mean: posterior means [n, L]; logvar: posterior log-variances [n, L] (a diagonal
+    posterior's ``Posterior.log_diag``) or None (a plain autoencoder has no noise). Returns {'rms': root mean square of all code values
     (1.0 for codes drawn from the N(0, I) prior), 'sigma': median posterior standard
     deviation over images and latents (None without logvar)}. t-SNE and k-NN are blind
     to both: multiplying all codes by a constant changes neither.
@@ -165,33 +142,27 @@ def summarize(name: str, codes, map2d: Map2D, labels, **extra) -> dict:
     return row
 
 
-HEADERS = {"model": "model", "dims": "dims", "knn_latent": "10-NN acc (latent)",
-           "knn_map": "10-NN acc (2-d map)", "trust": "trustworthiness", "tsne_s": "t-SNE s", "cpu_s": "CPU s",
-           "kl": "test KL (nats)", "active": "active units",
-           "rms": "code RMS", "sigma": "median σ of q(z|x)", "train_s": "training s",
-           "method": "method", "n": "points"}
+def three_digits(value: float) -> str:
+    """A score or scale with 3 decimals; values below 0.01 (but not 0) in scientific notation."""
+    return f"{value:.1e}" if 0 < abs(value) < 0.01 else f"{value:.3f}"
 
 
-def format_table(rows: list[dict], columns: list[str] | None = None) -> str:
-    """A Markdown table of rows (dicts with the same keys); floats with 3 decimals
-    (seconds and KL with 1, values below 0.01 in scientific notation), None as a dash."""
-    if not rows:
-        raise ValueError("format_table needs at least one row")
-    columns = columns or list(rows[0])
+# key -> (header, format spec) of every column summarize() and the notebook put in a row
+COLUMNS = {"model": ("model", ""), "dims": ("dims", "d"), "knn_latent": ("10-NN acc (latent)", three_digits),
+           "knn_map": ("10-NN acc (2-d map)", three_digits), "trust": ("trustworthiness", three_digits),
+           "tsne_s": ("t-SNE s", ".1f"), "cpu_s": ("CPU s", ".1f"), "kl": ("test KL (nats)", ".1f"),
+           "active": ("active units", "d"), "rms": ("code RMS", three_digits),
+           "sigma": ("median σ of q(z|x)", three_digits), "train_s": ("training s", ".1f"),
+           "method": ("method", ""), "n": ("points", "d")}
 
-    def cell(key, value):
-        if value is None:
-            return "-"
-        if isinstance(value, float):
-            if key.endswith("_s") or key == "kl":
-                return f"{value:.1f}"
-            return f"{value:.1e}" if 0 < abs(value) < 0.01 else f"{value:.3f}"
-        return str(value)
 
-    lines = ["| " + " | ".join(HEADERS.get(c, c) for c in columns) + " |",
-             "|" + "|".join("---" for _ in columns) + "|"]
-    lines += ["| " + " | ".join(cell(c, r.get(c)) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)
+def table_columns(keys) -> list[tuple]:
+    """Columns (key, header, spec) for ``vae_core.plots.format_table`` from row keys.
+
+    Seconds and KL print with 1 decimal, scores and scales with 3 (below 0.01 in
+    scientific notation), counts as integers; an unknown key prints as it is.
+    """
+    return [(k, *COLUMNS.get(k, (k, ""))) for k in keys]
 
 
 # --------------------------------------------------------------------------- plots
@@ -239,5 +210,5 @@ def plot_perplexity(sweep: dict, labels, *, s: float = 2.0, suptitle: str | None
     return plot_maps(maps, labels, ncols=len(maps), s=s, suptitle=suptitle)
 
 
-__all__ = ["Map2D", "TSNE_METHODS", "tsne", "pca", "perplexity_sweep", "knn_accuracy", "trustworthiness",
-           "code_scale", "summarize", "format_table", "plot_maps", "plot_perplexity"]
+__all__ = ["Map2D", "TSNE_METHODS", "DEFAULT_METHOD", "tsne", "pca", "perplexity_sweep", "code_scale", "summarize",
+           "COLUMNS", "three_digits", "table_columns", "plot_maps", "plot_perplexity"]

@@ -1,8 +1,8 @@
-"""Tests of vae_core.gaps (the latent-gap metrics of notebook 01), on small synthetic data."""
+"""Tests of course.nb01_gaps (the latent-gap metrics of notebook 01), on small synthetic data."""
 import numpy as np
 import pytest
 
-from vae_core import gaps
+from course import nb01_gaps as gaps
 
 
 def _square_with_hole(scale=1.0, seed=0):

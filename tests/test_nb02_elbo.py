@@ -1,4 +1,4 @@
-"""Tests of vae_core.elbo_demo: the exact 1-d model's closed forms against vae_core.toy,
+"""Tests of course.nb02_elbo: the exact 1-d model's closed forms against vae_core.toy,
 quadrature and Monte Carlo; the q fits; the engine's bounds on the fixed-q VAE; the
 reconstruction losses; the explorer's in-place redraw."""
 import math
@@ -10,8 +10,9 @@ import pytest
 from scipy import stats
 from scipy.optimize import minimize
 
-from vae_core import elbo_demo as E
+from course import nb02_elbo as E
 from vae_core.objectives import bernoulli_log_likelihood, gaussian_log_likelihood
+from vae_core.widgets import Explorer
 
 MODEL = E.Exact1D(w=2.0, b=0.5, sigma=1.0)
 X = 3.0
@@ -102,26 +103,32 @@ def test_fit_gaussian_reaches_posterior_and_gamma_does_not():
 
 
 def test_fixed_q_vae_runs_engine_bounds():
-    vae, params = E.fixed_q_vae(MODEL, 0.2, 0.9)
+    vae = E.fixed_q_vae(MODEL, 0.2, 0.9)
     x = jnp.array([[X], [0.0]], jnp.float32)
     # the encoder ignores x: the same q for both inputs
-    post = vae.apply(params, x, method=type(vae).encode)
-    assert np.allclose(post.mean[:, 0], 0.2) and np.allclose(jnp.exp(0.5 * post.logvar[:, 0]), 0.9, atol=1e-6)
-    est, se = E.engine_monte_carlo_elbo(vae, params, x, jax.random.PRNGKey(0), 20000)
+    post = vae.encode(x)
+    assert np.allclose(post.mean[:, 0], 0.2) and np.allclose(jnp.exp(0.5 * post.log_diag[:, 0]), 0.9, atol=1e-6)
+    # the decoder is the exact model: log p(x, z) is the 1-d log joint
+    from vae_core.objectives import log_joint
+    z = jnp.array([[[-0.7], [1.3]]])
+    assert np.allclose(log_joint(vae, x, z)[0], E.log_joint(MODEL, x[:, 0], z[0, :, 0]), atol=1e-5)
+    est, se = E.engine_monte_carlo_elbo(vae, x, jax.random.PRNGKey(0), 20000)
     for i, xi in enumerate([X, 0.0]):
         assert abs(float(est[i]) - float(E.gaussian_elbo(MODEL, xi, 0.2, 0.9))) < 4 * float(se[i])
-    means, errs = E.iwae_curve(vae, params, x[:1], jax.random.PRNGKey(2), [1, 10, 1000], repeats=400)
+    means, errs = E.iwae_curve(vae, x[:1], jax.random.PRNGKey(2), [1, 10, 1000], repeats=400)
     logpx = float(E.log_evidence(MODEL, X))
     assert means[0] == pytest.approx(float(E.gaussian_elbo(MODEL, X, 0.2, 0.9)), abs=4 * errs[0])
     assert means[0] < means[1] < means[2] <= logpx + 4 * errs[2]
     assert logpx - means[2] < 0.01
     # with the exact posterior as q every L_k equals log p(x)
     pm, ps = E.posterior(MODEL, X)
-    vae, params = E.fixed_q_vae(MODEL, float(pm), float(ps))
-    means, _ = E.iwae_curve(vae, params, x[:1], jax.random.PRNGKey(3), [1, 7], repeats=[10, 3])
+    vae = E.fixed_q_vae(MODEL, float(pm), float(ps))
+    means, _ = E.iwae_curve(vae, x[:1], jax.random.PRNGKey(3), [1, 7], repeats=[10, 3])
     assert np.allclose(means, logpx, atol=1e-4)
     with pytest.raises(ValueError, match="repeats"):
-        E.iwae_curve(vae, params, x[:1], jax.random.PRNGKey(3), [1, 7], repeats=[10])
+        E.iwae_curve(vae, x[:1], jax.random.PRNGKey(3), [1, 7], repeats=[10])
+    with pytest.raises(ValueError, match="std"):
+        E.fixed_q_vae(MODEL, 0.0, 0.0)
 
 
 def test_reconstruction_losses_match_engine_likelihoods():
@@ -139,24 +146,31 @@ def test_reconstruction_losses_match_engine_likelihoods():
     assert np.isfinite(float(E.cross_entropy(np.ones((1, 2)), np.array([[0.0, 1.0]]))[0]))
 
 
-def test_explorer_updates_in_place():
+def test_explorer_renders_in_place():
     ex = E.ELBOExplorer(MODEL, X)
+    assert isinstance(ex, Explorer)
     fig, line = ex.figure, ex.q_line
-    v = ex.update(0.3, 0.9)
+    v = ex.render(0.3, 0.9)
     assert ex.figure is fig and ex.q_line is line
     assert v["elbo"] + v["kl"] == pytest.approx(v["log_evidence"], abs=1e-4)
     assert v["kl"] > 0
     assert np.allclose(line.get_ydata(), stats.norm(0.3, 0.9).pdf(ex.z), atol=1e-5)
     assert [b.get_height() for b in ex.bars] == pytest.approx([v["log_evidence"], v["elbo"], v["kl"]])
     pm, ps = ex.posterior
-    assert ex.update(pm, ps)["kl"] == pytest.approx(0.0, abs=1e-5)
+    assert ex.render(pm, ps)["kl"] == pytest.approx(0.0, abs=1e-5)
     assert ex.png()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="positive std"):
-        ex.update(0.0, -1.0)
+        ex.render(0.0, -1.0)
+
+
+def test_explorer_widget_is_built_once_and_follows_the_sliders():
+    ex = E.ELBOExplorer(MODEL, X)
     w = ex.widget
+    assert w is ex.widget
     ex.mean_slider.value = 1.5
     assert ex.state[0] == pytest.approx(1.5)
-    assert "ELBO" in ex.readout.value and w is ex.widget
+    assert "ELBO" in ex.readout.value
+    assert ex.image.value[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_two_for_one_fit_reaches_max_likelihood_and_exact_posteriors():

@@ -1,13 +1,16 @@
-"""Tests for vae_core.gradients: the estimators against closed forms, exact derivatives and
-an independent density; the VAE encoder-gradient estimators against each other."""
+"""Tests for course.nb03_gradients: the estimators against closed forms, exact derivatives and
+an independent density; the VAE encoder-gradient estimators against each other; the custom
+training loss against its parts."""
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
-from vae_core import gradients as G
-from vae_core.models import ModelConfig, init_params
+from course import nb03_gradients as G
+from vae_core.models import ModelConfig, build_model
 from vae_core.objectives import posterior_log_density
+from vae_core.train import TrainConfig, train
 
 N_SEEDS = 2**16
 Z = 4.5  # tolerance in standard errors (a false alarm has probability < 1e-5 per check)
@@ -128,17 +131,34 @@ def test_full_covariance_pathwise_gradient_matches_exact():
 @pytest.fixture(scope="module")
 def tiny_vae():
     cfg = ModelConfig(latent_dim=3, hidden=(16,), image_shape=(4, 4))
-    model, params = init_params(cfg, jax.random.PRNGKey(0))
+    model = build_model(cfg, jax.random.PRNGKey(0))
     x = jax.random.bernoulli(jax.random.PRNGKey(1), 0.4, (8, 16)).astype(jnp.float32)
-    return model, params, x
+    return model, x
+
+
+def _leaves(tree):
+    return jax.tree_util.tree_leaves(tree)
+
+
+def test_encoder_gradient_has_the_encoders_shape_and_pathwise_matches_plain_grad(tiny_vae):
+    model, x = tiny_vae
+    key = jax.random.PRNGKey(5)
+    g = G.encoder_gradient(model, x, key, "pathwise")
+    assert jax.tree_util.tree_structure(g) == jax.tree_util.tree_structure(nnx.state(model.encoder, nnx.Param))
+    # the same gradient by differentiating the whole model and keeping the encoder's part
+    graphdef, params = nnx.split(model)
+    full = jax.grad(lambda p: G.encoder_surrogate(nnx.merge(graphdef, p), x, key, "pathwise"))(params)
+    for a, b in zip(_leaves(g), _leaves(full["encoder"])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert any(float(jnp.max(jnp.abs(a))) > 0 for a in _leaves(g))
 
 
 def test_vae_encoder_estimators_agree_and_score_is_noisier(tiny_vae):
-    model, params, x = tiny_vae
+    model, x = tiny_vae
     n = 1024
     stats = {}
     for i, (est, s) in enumerate([("pathwise", 1), ("score", 1), ("score_loo", 4)]):
-        stats[est] = G.gradient_moments(model, params, x, jax.random.PRNGKey(20 + i), estimator=est,
+        stats[est] = G.gradient_moments(model, x, jax.random.PRNGKey(20 + i), estimator=est,
                                         n_draws=n, n_samples=s, chunk=64)
     mp, vp = stats["pathwise"]
     for est in ("score", "score_loo"):
@@ -146,52 +166,98 @@ def test_vae_encoder_estimators_agree_and_score_is_noisier(tiny_vae):
         assert all(r < 1.6 for r in ratio.values()), (est, ratio)   # means agree: both unbiased
     gp = G.group_statistics(mp, vp, 3)
     gs = G.group_statistics(*stats["score"], 3, signal_tree=mp)
+    assert list(gp) == ["hidden layers", "mean head", "log-variance head"]
     for name in gp:
         assert gs[name]["variance"] > 3 * gp[name]["variance"]
         assert gs[name]["snr"] < gp[name]["snr"]
 
 
 def test_mean_agreement_detects_a_bias(tiny_vae):
-    model, params, x = tiny_vae
+    model, x = tiny_vae
     n = 1024
-    mp, vp = G.gradient_moments(model, params, x, jax.random.PRNGKey(30), estimator="pathwise", n_draws=n, chunk=64)
+    mp, vp = G.gradient_moments(model, x, jax.random.PRNGKey(30), estimator="pathwise", n_draws=n, chunk=64)
     biased = jax.tree_util.tree_map(lambda a: 1.5 * a, mp)
     ratio = G.mean_agreement(biased, vp, mp, vp, 3, n)
     assert all(r > 3 for r in ratio.values())
 
 
 def test_gradient_moments_matches_direct_computation(tiny_vae):
-    model, params, x = tiny_vae
+    model, x = tiny_vae
     key = jax.random.PRNGKey(40)
-    mean, var = G.gradient_moments(model, params, x, key, estimator="score", n_draws=64, chunk=16)
+    mean, var = G.gradient_moments(model, x, key, estimator="score", n_draws=64, chunk=16)
     keys = jax.random.split(key, 64)
-    g = jax.vmap(lambda k: G.encoder_gradient(model, params, x, k, "score"))(keys)
+    g = jax.vmap(lambda k: G.encoder_gradient(model, x, k, "score"))(keys)
     jax.tree_util.tree_map(lambda m, a: np.testing.assert_allclose(m, a.mean(0), rtol=1e-4, atol=1e-5), mean, g)
     jax.tree_util.tree_map(lambda v, a: np.testing.assert_allclose(v, a.var(0, ddof=1), rtol=1e-3, atol=1e-6), var, g)
+    with pytest.raises(ValueError, match="multiple of chunk"):
+        G.gradient_moments(model, x, key, estimator="score", n_draws=60, chunk=16)
+
+
+def test_parameter_groups_split_the_head_by_columns():
+    cfg = ModelConfig(latent_dim=3, hidden=(5,), image_shape=(2, 2), posterior="full")
+    model = build_model(cfg, 0)
+    groups = G.parameter_groups(nnx.state(model.encoder, nnx.Param), 3)
+    assert list(groups) == ["hidden layers", "mean head", "log-diagonal head", "off-diagonal head"]
+    head = model.encoder.head.linear
+    assert groups["hidden layers"].size == 4 * 5 + 5
+    assert groups["mean head"].size == 5 * 3 + 3
+    assert groups["off-diagonal head"].size == 5 * 3 + 3            # L (L - 1) / 2 = 3 columns
+    np.testing.assert_array_equal(groups["log-diagonal head"][-3:], head.bias[...][3:6])
+    np.testing.assert_array_equal(groups["mean head"][:3], head.kernel[...][0, :3])
+
+
+def test_estimator_loss_value_is_the_elbo_and_its_gradient_splits_by_network(tiny_vae):
+    model, x = tiny_vae
+    key = jax.random.PRNGKey(60)
+    graphdef, params = nnx.split(model)
+    for est, s in [("pathwise", 1), ("score", 1), ("score_loo", 3)]:
+        loss = G.estimator_loss(est, s)
+        fn = lambda p: loss(nnx.merge(graphdef, p), x, key, 0)  # noqa: E731
+        (value, aux), grads = jax.value_and_grad(fn, has_aux=True)(params)
+        # the value is the Monte Carlo -ELBO at the draws the loss used
+        assert float(value) == pytest.approx(-float(jnp.mean(G.mc_elbo(model, x, key, s))), rel=1e-5)
+        assert aux["rec"].shape == aux["kl"].shape == (8,) and float(aux["kl_weight"]) == 1.0
+        # encoder gradient: the estimator's (with the sign of a loss to minimise)
+        enc = G.encoder_gradient(model, x, key, est, s)
+        for a, b in zip(_leaves(grads["encoder"]), _leaves(enc)):
+            np.testing.assert_allclose(a, -b, rtol=1e-4, atol=1e-5)
+        # decoder gradient: pathwise grad of -log p(x|z) at the same z, whatever the estimator
+        from vae_core.models import sample_posterior
+        from vae_core.objectives import decoder_log_likelihood
+        z = sample_posterior(key, model.encode(x), s)
+        dec = jax.grad(lambda p: -jnp.mean(decoder_log_likelihood(nnx.merge(graphdef, p), x, z)))(params)
+        for a, b in zip(_leaves(grads["decoder"]), _leaves(dec["decoder"])):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="estimator"):
+        G.estimator_loss("reinforce")
+    with pytest.raises(ValueError, match="n_samples >= 2"):
+        G.estimator_loss("score_loo", 1)
 
 
 def test_training_with_each_estimator_runs_and_pathwise_improves():
     rng = np.random.default_rng(0)
     # two prototype patterns with 5% pixel noise: the code has something to learn
     protos = np.array([[1, 0] * 8, [0, 1] * 8], np.float32)
-    x = protos[rng.integers(0, 2, 256)]
+    x = protos[rng.integers(0, 2, 512)]
     x = np.abs(x - (rng.random(x.shape) < 0.05)).astype(np.float32)
     cfg = ModelConfig(latent_dim=2, hidden=(16,), image_shape=(4, 4))
+    tcfg = TrainConfig(epochs=12, batch_size=32, learning_rate=3e-3, binarize=False)   # 16 steps per epoch
     out = {}
     for est, s in [("pathwise", 1), ("score", 1), ("score_loo", 2)]:
-        out[est] = G.train_with_estimator(cfg, x, x[:64], estimator=est, steps=200, eval_every=50,
-                                          batch_size=32, n_samples=s, learning_rate=3e-3)
-        assert np.all(np.isfinite(out[est]["test_elbo"]))
-        assert out[est]["step"] == [50, 100, 150, 200]
+        out[est] = train(cfg, tcfg, x, x[:64], loss=G.estimator_loss(est, s), progress=False).history
+        assert np.all(np.isfinite(out[est]["test_elbo"])) and len(out[est]["test_elbo"]) == 12
+        assert np.all(np.isfinite(out[est]["train_loss"]))
     h = out["pathwise"]
     assert h["test_elbo"][-1] > h["test_elbo"][0] + 1.0
+    # same seed, same initialisation and batches: only the encoder's gradient differs
+    assert out["score"]["test_elbo"] != h["test_elbo"]
 
 
 def test_mc_elbo_is_an_unbiased_estimate_of_the_analytic_kl_elbo(tiny_vae):
     from vae_core.objectives import elbo_terms
-    model, params, x = tiny_vae
-    mc = G.mc_elbo(model, params, x, jax.random.PRNGKey(50), 20_000)          # [S, b]
-    analytic = jax.vmap(lambda k: elbo_terms(model, params, x, k)["elbo"])(jax.random.split(jax.random.PRNGKey(51), 20_000))
+    model, x = tiny_vae
+    mc = G.mc_elbo(model, x, jax.random.PRNGKey(50), 20_000)          # [S, b]
+    analytic = jax.vmap(lambda k: elbo_terms(model, x, k)["elbo"])(jax.random.split(jax.random.PRNGKey(51), 20_000))
     se = np.sqrt(np.var(mc, 0) / mc.shape[0] + np.var(analytic, 0) / analytic.shape[0])
     assert np.all(np.abs(np.mean(mc, 0) - np.mean(analytic, 0)) < Z * se)
     assert np.all(se < 0.1)  # precise enough that a wrong sign or a missing term would be caught

@@ -239,7 +239,7 @@ class VAE(nnx.Module):
             bias = jnp.log(p) - jnp.log1p(-p)
             out = self.decoder.output.bias
             # a conv decoder has one output channel: one bias for every pixel
-            out.value = bias if cfg.architecture == "mlp" else jnp.full_like(out.value, jnp.mean(bias))
+            out[...] = bias if cfg.architecture == "mlp" else jnp.full_like(out[...], jnp.mean(bias))
 
     def encode(self, x) -> Posterior:
         return self.encoder(x)
@@ -249,7 +249,7 @@ class VAE(nnx.Module):
 
     def obs_log_std(self):
         if self.cfg.obs_std is None:
-            return self.log_std.value
+            return self.log_std[...]
         return jnp.full((self.cfg.input_dim,), jnp.log(self.cfg.obs_std))
 
     def __call__(self, x, key):

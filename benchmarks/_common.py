@@ -1,9 +1,13 @@
 """Shared helpers of the benchmark scripts: a header that says where and how a number
-was measured, load averages, and a tee of stdout into benchmarks/results/<name>.txt.
+was measured, load averages, a tee of stdout into benchmarks/results/<name>.txt, and the
+test set every MNIST benchmark scores (binarized once, with the shipped models' seed).
 
 Every timing in benchmarks/ is meant to run alone on the machine (on a shared machine:
 inside ``flock /tmp/vae_cpu.lock``); the 1-minute load average printed before and after
 each measurement lets a reader judge how much else was running.
+
+Set ``VAE_BENCH_RESULTS=/some/folder`` to write the results (and the IWAE run's state)
+there instead, e.g. for a quick check that must not overwrite the recorded numbers.
 """
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import shlex
 import sys
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+RESULTS = Path(os.environ.get("VAE_BENCH_RESULTS", Path(__file__).resolve().parent / "results"))
 ROOT = Path(__file__).resolve().parent.parent
 # Import vae_core from this checkout (a regular package), whatever an editable install says.
 if str(ROOT) not in sys.path:
@@ -67,6 +71,18 @@ class _Tee:
 
     def isatty(self):
         return False
+
+
+def binarized_test_set(x_test):
+    """The MNIST test images x_test: [n, 784] binarized once with the seed every metric of
+    the course uses (``vae_core.shipped.TEST_BINARIZATION_SEED``), as a device array."""
+    import jax
+    import jax.numpy as jnp
+
+    from vae_core.data import binarize
+    from vae_core.shipped import TEST_BINARIZATION_SEED
+
+    return binarize(jax.random.PRNGKey(TEST_BINARIZATION_SEED), jnp.asarray(x_test))
 
 
 def start(name: str, append: bool = False) -> None:

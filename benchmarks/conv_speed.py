@@ -5,12 +5,13 @@
 Why it exists: XLA:CPU runs convolutions inside a loop body (``lax.scan``,
 ``while``) on a slow path (jax-ml/jax#12868), so ``vae_core.train.make_epoch_fn``
 uses a Python loop over a jitted step for conv models on CPU. This measures both
-loops for the notebook 05 net (``disentangle.sprite_model_config``, 32x32 sprites,
-batch 64, beta 4) and for the usual dSprites width (32, 32, 64, 64).
+loops for the notebook 05 net (``course.nb05_disentangle.sprite_model_config``, 32x32
+sprites, batch 64, beta 4) and for the usual dSprites width (32, 32, 64, 64), with the
+epoch function ``train`` uses (``make_epoch_fn``), its ``loop`` chosen by hand.
 
 Each cell is the second epoch over N procedural sprites (the first epoch compiles and
 is not counted), reported as images per second. Run it alone on the machine.
-Writes benchmarks/results/conv_speed.txt.
+Writes benchmarks/results/conv_speed.txt (``--n 256``: a quick check that it runs).
 """
 from __future__ import annotations
 
@@ -20,19 +21,21 @@ import time
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
 from _common import load, start  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
-from vae_core import disentangle as dis
+from course import nb05_disentangle as dis
 from vae_core import sprites
-from vae_core.models import init_params
+from vae_core.models import build_model
 from vae_core.train import make_epoch_fn, make_optimizer
 
 
 def images_per_second(channels, loop: str, x, epochs: int = 2) -> float:
     cfg = dataclasses.replace(dis.sprite_model_config(32), conv_channels=channels)
     tcfg = dis.sprite_train_config(4.0, 0, epochs)
-    model, params = init_params(cfg, jax.random.PRNGKey(0), data_mean=jnp.mean(x, 0))
-    tx = make_optimizer(tcfg, epochs * (len(x) // tcfg.batch_size))
+    model = build_model(cfg, jax.random.PRNGKey(0), data_mean=jnp.mean(x, 0))
+    tx = make_optimizer(tcfg, len(x) // tcfg.batch_size)
+    params = jax.tree_util.tree_map(jnp.array, nnx.state(model))  # a copy: the epoch donates its inputs
     opt_state, step = tx.init(params), jnp.zeros((), jnp.int32)
     run_epoch = make_epoch_fn(model, tcfg, tx, len(x), loop=loop)
     for epoch in range(epochs):

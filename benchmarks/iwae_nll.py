@@ -18,9 +18,12 @@ Training and evaluation resume from disk, so they can run in chunks of a few min
 
   python benchmarks/iwae_nll.py all --objective elbo --epochs 40 --minutes 20
 
-State lives in benchmarks/results/iwae_state/<run>/: a vae_core checkpoint
-(save_checkpoint) of parameters, configs and history; the optimiser state; and the
-log p(x) of each evaluated block of test images.
+State lives in benchmarks/results/iwae_state/<run>/ (``$VAE_BENCH_STATE`` overrides it):
+the resumable training state (``vae_core.checkpoint.save_training_state``: parameters,
+Adam moments, history), the 1-minute load average at the end of each epoch, a vae_core
+checkpoint of the latest model (``save_checkpoint``), and the log p(x) of each evaluated
+block of test images. Training is ``vae_core.train.train`` itself, resumed from the
+state and stopped by its per-epoch callback when the next epoch would pass the deadline.
 """
 from __future__ import annotations
 
@@ -34,21 +37,23 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402  (also puts the repository root on sys.path)
 
-import flax.serialization  # noqa: E402
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from vae_core.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from vae_core.data import binarize, load_mnist  # noqa: E402
-from vae_core.evaluate import evaluate, log_likelihood  # noqa: E402
-from vae_core.models import ModelConfig, init_params  # noqa: E402
-from vae_core.train import TrainConfig, TrainResult, make_epoch_fn, make_optimizer  # noqa: E402
+from vae_core.checkpoint import (CheckpointError, load_checkpoint, load_training_state,  # noqa: E402
+                                 save_checkpoint, save_training_state)
+from vae_core.data import load_mnist  # noqa: E402
+from vae_core.evaluate import log_marginal_likelihood  # noqa: E402
+from vae_core.files import atomic_write  # noqa: E402
+from vae_core.models import ModelConfig  # noqa: E402
+from vae_core.shipped import LOGPX_SEED, TEST_BINARIZATION_SEED  # noqa: E402
+from vae_core.train import EpochEnd, TrainConfig, TrainResult, train  # noqa: E402
 
 STATE = Path(os.environ.get("VAE_BENCH_STATE", _common.RESULTS / "iwae_state"))
-TEST_SEED = 2015          # the test set is binarized once with this seed
-EVAL_SEED = 5000          # key of the importance samples
+TEST_SEED = TEST_BINARIZATION_SEED   # the test set is binarized once with this seed (2015)
+EVAL_SEED = LOGPX_SEED               # key of the importance samples (5000)
 K_EVAL, K_CHUNK, BLOCK = 5000, 500, 500   # log p(x) in blocks of 500 test images
+SAVE_EVERY_S = 30.0
 PAPER = {("elbo", 1): 86.76, ("iwae", 5): 85.54, ("iwae", 50): 84.78, ("elbo", 5): 86.47,
          ("elbo", 50): 86.35}
 
@@ -61,7 +66,7 @@ def run_name(objective: str, k: int, batch: int, epochs: int) -> str:
 
 def configs(args) -> tuple[ModelConfig, TrainConfig]:
     k = args.k if args.objective == "iwae" else 1
-    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, learning_rate=1e-3, lr_decay=1e-4,
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch, learning_rate=1e-3, final_learning_rate=1e-4,
                       objective=args.objective, iwae_k=k, adam_b1=0.99, adam_b2=0.999, adam_eps=1e-4,
                       seed=args.seed)
     return MODEL, cfg
@@ -72,78 +77,59 @@ def state_dir(args) -> Path:
     return STATE / run_name(cfg.objective, cfg.iwae_k, cfg.batch_size, cfg.epochs)
 
 
-def test_set(mnist):
-    return binarize(jax.random.PRNGKey(TEST_SEED), jnp.asarray(mnist.x_test))
+def epochs_done(history: dict) -> int:
+    return len(history["train_loss"])
 
 
 # ------------------------------------------------------------------------------ training
 def train_chunk(args, mnist, deadline: float) -> dict:
-    """Train until the planned epochs are done or the deadline passes; checkpoint each epoch
-    whose end is more than 30 s after the last save, and at the end."""
+    """Train until the planned epochs are done or the next epoch would pass the deadline;
+    save the training state and a model checkpoint at the end of each epoch that ends more
+    than 30 s after the last save, and when the chunk ends. Returns the history so far."""
     model_cfg, cfg = configs(args)
     d = state_dir(args)
     d.mkdir(parents=True, exist_ok=True)
-    ckpt, opt_file = d / "model.msgpack", d / "opt_state.msgpack"
-    x_train = jnp.asarray(mnist.x_train)
-    x_test = test_set(mnist)
-    key = jax.random.PRNGKey(cfg.seed)
-    k_init, k_test, k_train = jax.random.split(key, 3)
-    model, params = init_params(model_cfg, k_init, data_mean=jnp.mean(x_train, 0))
-    steps_per_epoch = len(x_train) // cfg.batch_size
-    tx = make_optimizer(cfg, steps_per_epoch * cfg.epochs)
-    opt_state = tx.init(params)
-    history = {"epoch": [], "test_elbo": [], "train_loss": [], "seconds": [], "load1": []}
-    if ckpt.exists():
-        res = load_checkpoint(ckpt, model_config=model_cfg, train_config=cfg)
-        params, history = res.params, res.history
-        opt_state = flax.serialization.from_bytes(opt_state, opt_file.read_bytes())
-    done = len(history["epoch"])
-    step = jnp.asarray(done * steps_per_epoch, jnp.int32)
+    state_file, ckpt, load_file = d / "training.state", d / "model.msgpack", d / "load1.json"
+    resume = load_training_state(state_file, model_cfg, cfg) if state_file.exists() else None
+    loads = json.loads(load_file.read_text()) if load_file.exists() else []
+    done = resume.epochs_done if resume else 0
     if done >= cfg.epochs:
         print(f"[{d.name}] training already complete: {done} epochs")
-        return history
-    run_epoch = make_epoch_fn(model, cfg, tx, len(x_train))
+        return resume.history
+    steps_per_epoch = len(mnist.x_train) // cfg.batch_size
     print(f"[{d.name}] resuming at epoch {done + 1} of {cfg.epochs}; {_common.load()}")
-    last_save = time.perf_counter()
-    t_chunk = time.perf_counter()
-    epochs_here = 0
+    t_chunk = last_save = time.perf_counter()
 
-    def save():
-        save_checkpoint(ckpt, TrainResult(model, params, history, model_cfg, cfg))
-        tmp = opt_file.with_suffix(".tmp")
-        tmp.write_bytes(flax.serialization.to_bytes(jax.device_get(opt_state)))
-        os.replace(tmp, opt_file)
+    def save(end: EpochEnd) -> None:
+        save_training_state(state_file, end.state(), model_cfg, cfg)
+        save_checkpoint(ckpt, TrainResult(end.model(), end.history, model_cfg, cfg))
+        atomic_write(load_file, json.dumps(loads[:end.epoch]).encode())
 
-    last_epoch = 0.0
-    while done < cfg.epochs and time.perf_counter() + last_epoch < deadline:
-        t0 = time.perf_counter()
-        params, opt_state, step, m = run_epoch(params, opt_state, step, x_train,
-                                               jax.random.fold_in(k_train, done))
-        loss = float(np.mean(jax.device_get(m["loss"])))
-        sec = time.perf_counter() - t0
-        done += 1
-        epochs_here += 1
-        ev = evaluate(model, params, x_test, jax.random.fold_in(k_test, done), check=False)
-        history["epoch"].append(done)
-        history["train_loss"].append(loss)
-        history["test_elbo"].append(float(ev["elbo"]))
-        history["seconds"].append(sec)
-        history["load1"].append(os.getloadavg()[0])
-        last_epoch = time.perf_counter() - t0
-        if not np.isfinite(loss):
-            raise FloatingPointError(f"loss became {loss} in epoch {done}")
-        if done % 10 == 0 or done == cfg.epochs:
-            print(f"  epoch {done:4d}  train loss {loss:8.3f}  test ELBO {history['test_elbo'][-1]:8.3f}"
-                  f"  {sec:5.2f} s  load {history['load1'][-1]:.2f}")
-        if time.perf_counter() - last_save > 30 or done == cfg.epochs:
-            save()
+    def on_epoch(end: EpochEnd) -> bool:
+        nonlocal last_save
+        h = end.history
+        loads[:] = loads[:end.epoch - 1] + [float("nan")] * (end.epoch - 1 - len(loads)) + [os.getloadavg()[0]]
+        if not np.isfinite(h["train_loss"][-1]):
+            raise FloatingPointError(f"loss became {h['train_loss'][-1]} in epoch {end.epoch}")
+        if end.epoch % 10 == 0 or end.epoch == cfg.epochs:
+            print(f"  epoch {end.epoch:4d}  train loss {h['train_loss'][-1]:8.3f}  test ELBO {h['test_elbo'][-1]:8.3f}"
+                  f"  {h['seconds'][-1]:5.2f} s  load {loads[-1]:.2f}")
+        now = time.perf_counter()
+        stop = now + h["seconds"][-1] >= deadline  # the next epoch would overrun
+        if stop or end.epoch == cfg.epochs or now - last_save > SAVE_EVERY_S:
+            save(end)
             last_save = time.perf_counter()
-    save()
+        return stop
+
+    result = train(model_cfg, cfg, mnist.x_train, _common.binarized_test_set(mnist.x_test), resume=resume,
+                   callback=on_epoch, progress=False, desc=d.name)
+    now_done = epochs_done(result.history)
     wall = time.perf_counter() - t_chunk
+    epochs_here = now_done - done
     print(f"[{d.name}] chunk: {epochs_here} epochs in {wall:.1f} s "
           f"({epochs_here * steps_per_epoch * cfg.batch_size / max(wall, 1e-9):.0f} images/s incl. compile "
-          f"and per-epoch test ELBO); now {done}/{cfg.epochs}; {_common.load()}")
-    return history
+          f"and per-epoch test ELBO); now {now_done}/{cfg.epochs}; {_common.load()}")
+    return result.history
 
 
 # ------------------------------------------------------------------------------ evaluation
@@ -154,11 +140,12 @@ def eval_chunk(args, mnist, deadline: float) -> bool:
     d = state_dir(args)
     ckpt = d / "model.msgpack"
     res = load_checkpoint(ckpt, model_config=model_cfg, train_config=cfg)
-    n_epochs = len(res.history["epoch"])
-    x = test_set(mnist)
+    n_epochs = epochs_done(res.history)
+    x = _common.binarized_test_set(mnist.x_test)[:args.eval_images]
     n_blocks = -(-len(x) // BLOCK)
     key = jax.random.PRNGKey(EVAL_SEED)
-    out_dir = d / f"logpx_after_{n_epochs}_epochs"
+    part = f"_first{len(x)}" if len(x) < len(mnist.x_test) else ""  # a check on fewer images keeps apart
+    out_dir = d / f"logpx_after_{n_epochs}_epochs{part}"
     out_dir.mkdir(exist_ok=True)
     did, last = 0, 0.0
     for b in range(n_blocks):
@@ -170,8 +157,8 @@ def eval_chunk(args, mnist, deadline: float) -> bool:
                   f"{len(list(out_dir.glob('block*.npy')))}/{n_blocks}")
             return False
         t0, l0 = time.perf_counter(), os.getloadavg()[0]
-        lp = log_likelihood(res.model, res.params, x[b * BLOCK:(b + 1) * BLOCK], jax.random.fold_in(key, b),
-                            k=K_EVAL, k_chunk=K_CHUNK, batch_size=100)
+        lp = log_marginal_likelihood(res.model, x[b * BLOCK:(b + 1) * BLOCK], jax.random.fold_in(key, b),
+                                     k=K_EVAL, k_chunk=K_CHUNK, batch_size=100)
         lp = np.asarray(jax.device_get(lp))
         sec = time.perf_counter() - t0
         did, last = did + 1, sec
@@ -191,18 +178,26 @@ def report(_=None) -> None:
         ckpt = d / "model.msgpack"
         if not ckpt.exists():
             continue
-        res = load_checkpoint(ckpt)
+        try:
+            res = load_checkpoint(ckpt)
+        except CheckpointError as err:  # e.g. a run of the Flax Linen version: start it afresh
+            print(f"\nrun {d.name}: cannot be read: {err}")
+            continue
         h, cfg = res.history, res.train_config
-        n = len(h["epoch"])
+        n = epochs_done(h)
         train_s = float(np.sum(h["seconds"]))
+        load_file = d / "load1.json"
+        load1 = json.loads(load_file.read_text())[:n] if load_file.exists() else []
         print(f"\nrun {d.name}: objective={cfg.objective} k={cfg.iwae_k} batch={cfg.batch_size} "
-              f"lr 1e-3 -> cosine -> 1e-4 over {cfg.epochs} planned epochs; Adam b1={cfg.adam_b1} "
-              f"b2={cfg.adam_b2} eps={cfg.adam_eps}")
-        print(f"  trained {n} epochs, {train_s / 60:.1f} min of epoch time (sum of per-epoch wall time; "
-              f"median load average during training {np.median(h['load1']):.2f}, max {np.max(h['load1']):.2f})")
+              f"lr 1e-3 -> cosine -> {cfg.final_learning_rate:g} over {cfg.epochs} planned epochs; "
+              f"Adam b1={cfg.adam_b1} b2={cfg.adam_b2} eps={cfg.adam_eps}")
+        load_text = (f"median load average during training {np.nanmedian(load1):.2f}, max {np.nanmax(load1):.2f}"
+                     if np.isfinite(load1).any() else "load average not recorded")
+        print(f"  trained {n} epochs, {train_s / 60:.1f} min of epoch time (sum of per-epoch wall time "
+              f"incl. the test ELBO; {load_text})")
         if n:
             print(f"  test ELBO (one sample, fixed binarization) after epoch {n}: {h['test_elbo'][-1]:.2f} nats")
-        for out_dir in sorted(d.glob("logpx_after_*_epochs")):
+        for out_dir in sorted(d.glob("logpx_after_*_epochs*")):
             blocks = sorted(out_dir.glob("block*.npy"))
             blocks = [b for b in blocks if not b.name.endswith(".tmp.npy")]
             if not blocks:
@@ -232,6 +227,8 @@ def main():
     p.add_argument("--batch", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--minutes", type=float, default=5.0, help="wall budget of this invocation")
+    p.add_argument("--eval-images", type=int, default=10000,
+                   help="evaluate log p(x) on the first N test images only (a quick check; the report says PARTIAL)")
     args = p.parse_args()
     _common.start("iwae_nll_summary" if args.mode == "report" else "iwae_nll_log",
                   append=args.mode != "report")
@@ -242,11 +239,11 @@ def main():
         if args.mode in ("train", "all"):
             h = train_chunk(args, mnist, deadline if args.mode == "train" else
                             time.perf_counter() + 60 * args.minutes * 0.6)
-            complete = len(h["epoch"]) >= configs(args)[1].epochs
+            complete = epochs_done(h) >= configs(args)[1].epochs
         if args.mode in ("eval", "all"):
             _, cfg = configs(args)
             h = load_checkpoint(state_dir(args) / "model.msgpack").history
-            if args.mode == "eval" or len(h["epoch"]) >= cfg.epochs:
+            if args.mode == "eval" or epochs_done(h) >= cfg.epochs:
                 complete = eval_chunk(args, mnist, deadline)
             else:
                 complete = False

@@ -59,8 +59,13 @@ def train_chunk(spec, state_dir: Path, max_minutes: float | None) -> bool:
     state_path = state_dir / f"{spec.name}.state"
     log_path = state_dir / f"{spec.name}.chunks.json"
     chunks = json.loads(log_path.read_text()) if log_path.exists() else []
-    done_before = (load_training_state(state_path, spec.model_config, spec.train_config).epochs_done
-                   if state_path.exists() else 0)
+    state = load_training_state(state_path, spec.model_config, spec.train_config) if state_path.exists() else None
+    done_before = state.epochs_done if state else 0
+    logged = chunks[-1]["epochs"][1] if chunks else 0
+    if done_before > logged:  # a chunk that was killed after saving state but before logging itself
+        chunks.append({"device": "not recorded (a chunk stopped before logging its device)",
+                       "epochs": [logged + 1, done_before], "date": now(), "wall_seconds": None,
+                       "epoch_seconds": round(float(np.sum(state.history["seconds"][logged:done_before])), 1)})
     start = time.perf_counter()
     result, finished = train_resumable(state_path, spec.model_config, spec.train_config, mnist.x_train,
                                        mnist.x_test, save_every_s=60,

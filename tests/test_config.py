@@ -7,7 +7,10 @@ def test_pick_follows_smoke_env(monkeypatch):
     monkeypatch.setenv("VAE_SMOKE", "0")
     assert not config.smoke_mode() and config.pick(full=30, smoke=1) == 30
     monkeypatch.delenv("VAE_SMOKE")
-    assert config.mode_name() == "full"
+    assert config.mode_name() == "full" and not config.smoke_mode()
+    for on in ("true", "YES", " on "):
+        monkeypatch.setenv("VAE_SMOKE", on)
+        assert config.smoke_mode()
 
 
 def test_describe_setup_names_mode_and_backend(monkeypatch):
@@ -17,3 +20,6 @@ def test_describe_setup_names_mode_and_backend(monkeypatch):
     text = config.describe_setup()
     assert "mode:    smoke" in text
     assert jax.default_backend() in text
+    assert f"devices: {len(jax.devices())} x" in text and jax.__version__ in text
+    monkeypatch.delenv("VAE_SMOKE")
+    assert "mode:    full" in config.describe_setup()

@@ -121,10 +121,9 @@ def _write_idx(path: Path, array: np.ndarray):
         f.write(header + array.astype(np.uint8).tobytes())
 
 
-def test_download_route_through_tfds_manager(raw, tmp_path, monkeypatch):
-    """tensorflow-datasets' download manager fetches the IDX files (here from a
-    local HTTP server standing in for the MNIST host); the parsed arrays pass the
-    checksums, and load_mnist then uses the cached copy."""
+@pytest.fixture
+def mnist_host(raw, tmp_path):
+    """A local HTTP server standing in for the MNIST host: serves the four gzipped IDX files."""
     served = tmp_path / "served"
     served.mkdir()
     for key, name in data.IDX_FILES.items():
@@ -132,18 +131,52 @@ def test_download_route_through_tfds_manager(raw, tmp_path, monkeypatch):
     handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(served), **k)  # noqa: E731
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        arrays = data.download_mnist(tmp_path / "tfds", base_url=f"http://127.0.0.1:{server.server_port}/")
-    finally:
-        server.shutdown()
+    yield f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+
+
+def test_download_route_through_tfds_manager(mnist_host, tmp_path, monkeypatch):
+    """tensorflow-datasets' download manager fetches the IDX files; the parsed arrays pass
+    the checksums, load_mnist caches them in the TFDS folder, and the next load_mnist reads
+    that cached copy without downloading."""
+    arrays = data.download_mnist(tmp_path / "direct", base_url=mnist_host)
     data.check_arrays(arrays)  # raises on any mismatch
-    # a cached copy in the TFDS folder is what the next load_mnist() reads
+    assert list((tmp_path / "direct" / "downloads").iterdir())  # the manager kept its files there
+
     monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
-    data._atomic_save_npz(data._download_cache_path(), arrays)
-    m = load_mnist()
-    assert "tensorflow_datasets" not in m.source and m.source.endswith("vae_core/mnist.npz")
-    assert m.y_test.shape == (10000,)
+    real_download = data.download_mnist
+    calls = []
+
+    def download_from_local_host(dest_dir, base_url=None):
+        calls.append(dest_dir)
+        return real_download(dest_dir, base_url=mnist_host)
+
+    monkeypatch.setattr(data, "download_mnist", download_from_local_host)
+    first = load_mnist()
+    assert len(calls) == 1 and first.source.startswith("tensorflow-datasets download, cached at")
+    cached = tmp_path / "tfds" / "vae_core" / "mnist.npz"
+    assert cached.exists() and str(cached) in first.source
+    assert [p.name for p in cached.parent.iterdir() if p.suffix == ".tmp"] == []  # written atomically
+    second = load_mnist()
+    assert len(calls) == 1, "the cached copy should have been read"
+    assert second.source == str(cached) and second.source.endswith("vae_core/mnist.npz")
+    assert np.array_equal(second.x_test, first.x_test) and second.y_test.shape == (10000,)
+    cached.write_bytes(b"half a file")  # a damaged cache is named, not silently used
+    with pytest.raises(ChecksumError, match="corrupt"):
+        load_mnist()
+
+
+def test_unreachable_host_fails_fast_and_says_how_to_fix(tmp_path):
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()  # nothing listens there
+    start = time.perf_counter()
+    with pytest.raises(MNISTNotFoundError, match=f"(?s)127.0.0.1:{port} cannot be reached.*How to fix"):
+        data.download_mnist(tmp_path, base_url=f"http://127.0.0.1:{port}/")
+    assert time.perf_counter() - start < 10
+    assert not (tmp_path / "downloads").exists()  # nothing was started
 
 
 def test_read_idx_rejects_truncated_files(tmp_path):

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from vae_core import objectives as obj
-from vae_core.models import VAE, ModelConfig, Posterior, init_params
+from flax import nnx
+
+from vae_core.models import ModelConfig, Posterior, build_model, model_from_arrays, params_to_arrays, sample_posterior
 from vae_core.toy import LinearGaussian
 
 
@@ -23,7 +25,7 @@ def test_analytic_kl_matches_monte_carlo_diagonal():
     est, se = obj.monte_carlo_kl(k3, post, 20000)
     exact = obj.kl_divergence(post)
     assert np.all(np.abs(est - exact) < 4 * se), (est, exact, se)
-    assert np.allclose(jnp.sum(obj.kl_per_dim(post.mean, post.logvar), -1), exact)
+    assert np.allclose(jnp.sum(obj.kl_per_dim(post.mean, post.log_diag), -1), exact)
 
 
 def test_analytic_kl_matches_monte_carlo_full_covariance():
@@ -60,26 +62,27 @@ def test_elbo_is_below_log_evidence_and_tight_at_true_posterior(toy):
 
 def test_engine_elbo_matches_closed_form_on_exact_model(toy):
     model, x = toy
-    cfg, params = model.as_vae("full")
-    vae = VAE(cfg)
+    vae = model.as_vae("full")
     keys = jax.random.split(jax.random.PRNGKey(3), 4000)
-    elbos = jax.vmap(lambda k: obj.elbo_terms(vae, params, x, k)["elbo"])(keys)
+    elbos = jax.vmap(lambda k: obj.elbo_terms(vae, x, k)["elbo"])(keys)
     mean, se = elbos.mean(0), elbos.std(0) / np.sqrt(len(keys))
     assert np.all(np.abs(mean - model.log_evidence(x)) < 4 * se + 1e-4)
     # with the exact posterior every importance weight equals p(x): L_1 = log p(x)
-    assert np.allclose(obj.iwae_bound(vae, params, x, keys[0], 1), model.log_evidence(x), atol=1e-4)
+    with jax.default_matmul_precision("float32"):  # an identity to 1e-4: no TF32 matmuls on a GPU
+        assert np.allclose(obj.iwae_bound(vae, x, keys[0], 1), model.log_evidence(x), atol=1e-4)
 
 
 def test_iwae_bound_rises_towards_log_evidence_with_k(toy):
     model, x = toy
-    cfg, params = model.as_vae("diagonal")  # diagonal q cannot match the full posterior
-    vae = VAE(cfg)
-    params = jax.tree_util.tree_map(lambda a: a, params)
-    params["params"]["encoder"]["posterior_head"]["bias"] = (
-        params["params"]["encoder"]["posterior_head"]["bias"].at[:3].add(0.4))  # shift q's mean
+    vae = model.as_vae("diagonal")  # diagonal q cannot match the full posterior
+    arrays = params_to_arrays(vae)
+    shift = np.zeros_like(arrays["encoder/head/linear/bias"])
+    shift[:3] = 0.4
+    arrays["encoder/head/linear/bias"] = arrays["encoder/head/linear/bias"] + shift  # shift q's mean
+    vae = model_from_arrays(vae.cfg, arrays)
     logp = model.log_evidence(x)
     keys = jax.random.split(jax.random.PRNGKey(4), 200)
-    bounds = [float(jnp.mean(jax.vmap(lambda key: obj.iwae_bound(vae, params, x, key, k))(keys)))
+    bounds = [float(jnp.mean(jax.vmap(lambda key: obj.iwae_bound(vae, x, key, k))(keys)))
               for k in (1, 5, 50, 500)]
     assert all(a < b for a, b in zip(bounds, bounds[1:])), bounds
     assert bounds[-1] <= float(jnp.mean(logp)) + 1e-3
@@ -89,22 +92,23 @@ def test_iwae_bound_rises_towards_log_evidence_with_k(toy):
 def test_reparameterized_gradient_is_unbiased(toy):
     """Mean of one-sample pathwise gradients of the ELBO = gradient of the exact ELBO."""
     model, x = toy
-    cfg, params = model.as_vae("diagonal")
-    vae = VAE(cfg)
-    L = cfg.latent_dim
+    vae = model.as_vae("diagonal")
+    L = vae.cfg.latent_dim
+    graphdef, state = nnx.split(vae)
+    pure = nnx.to_pure_dict(state)
+
+    def with_head_bias(bias):  # the model whose encoder head has this bias
+        head = {"linear": {"kernel": pure["encoder"]["head"]["linear"]["kernel"], "bias": bias}}
+        return nnx.merge(graphdef, {**pure, "encoder": {"head": head}})
 
     def exact(head_bias):
-        p = {"params": {**params["params"], "encoder": {"posterior_head": {
-            "kernel": params["params"]["encoder"]["posterior_head"]["kernel"], "bias": head_bias}}}}
-        post = vae.apply(p, x, method=VAE.encode)
+        post = with_head_bias(head_bias).encode(x)
         return jnp.mean(_diag_elbo(model, x, post))
 
     def one_sample(head_bias, key):
-        p = {"params": {**params["params"], "encoder": {"posterior_head": {
-            "kernel": params["params"]["encoder"]["posterior_head"]["kernel"], "bias": head_bias}}}}
-        return jnp.mean(obj.elbo_terms(vae, p, x, key)["elbo"])
+        return jnp.mean(obj.elbo_terms(with_head_bias(head_bias), x, key)["elbo"])
 
-    bias = params["params"]["encoder"]["posterior_head"]["bias"] + 0.3
+    bias = pure["encoder"]["head"]["linear"]["bias"] + 0.3
     g_exact = jax.grad(exact)(bias)
     keys = jax.random.split(jax.random.PRNGKey(5), 4000)
     g = jax.vmap(jax.grad(one_sample), in_axes=(None, 0))(bias, keys)
@@ -114,7 +118,8 @@ def test_reparameterized_gradient_is_unbiased(toy):
 
 
 def _diag_elbo(model, x, post):
-    return jax.vmap(lambda xi, m, lv: model.elbo(xi[None], m[None], jnp.diag(jnp.exp(lv)))[0])(x, post.mean, post.logvar)
+    one = lambda xi, m, lv: model.elbo(xi[None], m[None], jnp.diag(jnp.exp(lv)))[0]  # noqa: E731
+    return jax.vmap(one)(x, post.mean, post.log_diag)
 
 
 def test_score_function_variance_exceeds_pathwise_as_in_closed_form():
@@ -150,11 +155,12 @@ def test_losses_are_finite_at_extreme_values():
 
 def test_elbo_terms_on_a_plain_autoencoder_has_no_kl():
     cfg = ModelConfig(latent_dim=3, hidden=(16,), deterministic=True)
-    model, params = init_params(cfg, jax.random.PRNGKey(0))
+    model = build_model(cfg, jax.random.PRNGKey(0))
     x = (jax.random.uniform(jax.random.PRNGKey(1), (4, 784)) > 0.5).astype(jnp.float32)
-    t1 = obj.elbo_terms(model, params, x, jax.random.PRNGKey(2))
-    t2 = obj.elbo_terms(model, params, x, jax.random.PRNGKey(3))
+    t1 = obj.elbo_terms(model, x, jax.random.PRNGKey(2))
+    t2 = obj.elbo_terms(model, x, jax.random.PRNGKey(3))
     assert np.all(t1["kl"] == 0) and np.allclose(t1["rec"], t2["rec"])  # deterministic code
+    assert np.all(t1["kl_per_dim"] == 0) and t1["kl_per_dim"].shape == (4, 3)
 
 
 def test_gaussian_likelihood_is_scaled_squared_error():
@@ -171,3 +177,136 @@ def test_warmup_and_capacity():
     assert float(obj.linear_warmup(0, 0, 2.0)) == 2.0
     loss = obj.capacity_objective(jnp.array([-80.0]), jnp.array([10.0]), 25.0, 100.0)
     assert np.allclose(loss, 80 + 100 * 15)
+
+
+# --------------------------------------------------------------------------- the engine's entry points
+SMALL = ModelConfig(latent_dim=3, hidden=(16,))
+
+
+@pytest.fixture(scope="module")
+def small():
+    """A small Bernoulli VAE and a batch of 6 binary images."""
+    model = build_model(SMALL, 0)
+    x = (jax.random.uniform(jax.random.PRNGKey(1), (6, 784)) > 0.5).astype(jnp.float32)
+    return model, x
+
+
+def test_elbo_terms_parts_and_beta(small):
+    model, x = small
+    key = jax.random.PRNGKey(2)
+    t = obj.elbo_terms(model, x, key)
+    assert t["elbo"].shape == t["rec"].shape == t["kl"].shape == (6,) and t["kl_per_dim"].shape == (6, 3)
+    assert np.allclose(t["elbo"], t["rec"] - t["kl"])
+    assert np.allclose(t["kl"], t["kl_per_dim"].sum(-1), atol=1e-5)
+    post = model.encode(x)
+    assert np.allclose(t["kl"], obj.kl_divergence(post), atol=1e-5)
+    out, _, _ = model(x, key)  # the same draw as elbo_terms with the same key
+    assert np.allclose(t["rec"], obj.bernoulli_log_likelihood(out, x))
+    t4 = obj.elbo_terms(model, x, key, beta=4.0)
+    assert np.allclose(t4["elbo"], t["rec"] - 4.0 * t["kl"], atol=1e-4)
+    # a full-covariance posterior spreads its KL evenly over the latents
+    full = build_model(ModelConfig(latent_dim=3, hidden=(16,), posterior="full"), 0)
+    tf = obj.elbo_terms(full, x, key)
+    assert np.allclose(tf["kl"], obj.kl_divergence(full.encode(x)), atol=1e-5)
+    assert np.allclose(tf["kl_per_dim"], tf["kl"][:, None] / 3)
+
+
+def test_observation_log_likelihood_follows_the_decoder():
+    x = jnp.full((2, 784), 0.5)
+    out = jnp.linspace(-2, 2, 2 * 784).reshape(2, 784)
+    bern = build_model(SMALL, 0)
+    assert np.allclose(obj.observation_log_likelihood(bern, out, x), obj.bernoulli_log_likelihood(out, x))
+    gcfg = ModelConfig(latent_dim=3, hidden=(16,), likelihood="gaussian", obs_std=None)
+    arrays = params_to_arrays(build_model(gcfg, 0))
+    arrays["log_std"] = np.linspace(-1, 1, 784).astype(np.float32)
+    gauss = model_from_arrays(gcfg, arrays)
+    got = obj.observation_log_likelihood(gauss, out, x)
+    assert np.allclose(got, obj.gaussian_log_likelihood(out, x, arrays["log_std"]), atol=1e-3)
+    fixed = build_model(ModelConfig(latent_dim=3, hidden=(16,), likelihood="gaussian", obs_std=0.2), 0)
+    assert np.allclose(obj.observation_log_likelihood(fixed, out, x),
+                       obj.gaussian_log_likelihood(out, x, jnp.log(0.2)), atol=1e-3)
+    # leading sample axes broadcast: [k, batch, D] -> [k, batch]
+    assert obj.observation_log_likelihood(bern, jnp.stack([out, out, out]), x).shape == (3, 2)
+
+
+def test_log_joint_is_decoder_likelihood_plus_prior(small):
+    model, x = small
+    z = jax.random.normal(jax.random.PRNGKey(3), (5, 6, 3))  # [k, batch, L]
+    with jax.default_matmul_precision("float32"):  # compared to 1e-4: no TF32 matmuls on a GPU
+        dec = obj.decoder_log_likelihood(model, x, z)
+        # the same as decoding one slice of codes at a time
+        one_slice = obj.bernoulli_log_likelihood(model.decoder_output(z[2]), x)
+        joint = obj.log_joint(model, x, z)
+    assert dec.shape == (5, 6)
+    assert np.allclose(dec[2], one_slice, atol=1e-4)
+    prior = -0.5 * jnp.sum(z**2, -1) - 0.5 * 3 * np.log(2 * np.pi)
+    assert np.allclose(obj.standard_normal_log_density(z), prior, atol=1e-5)
+    assert np.allclose(joint, dec + prior, atol=1e-4)
+
+
+def test_log_importance_weights_with_or_without_a_given_posterior(small):
+    model, x = small
+    key = jax.random.PRNGKey(4)
+    logw = obj.log_importance_weights(model, x, key, 7)
+    assert logw.shape == (7, 6)
+    given = obj.log_importance_weights(model, x, key, 7, post=model.encode(x))
+    assert np.allclose(logw, given)
+    # log w = log p(x, z) - log q(z|x) with z drawn from q with the same key
+    post = model.encode(x)
+    z = sample_posterior(key, post, 7)
+    by_hand = obj.log_joint(model, x, z) - obj.posterior_log_density(z, post)
+    assert np.allclose(logw, by_hand, atol=1e-4)
+    assert np.allclose(obj.iwae_bound(model, x, key, 7), jax.nn.logsumexp(logw, 0) - np.log(7), atol=1e-4)
+
+
+def _grads(model, fn):
+    """Gradient of fn(model) with respect to every parameter, as {path: array}."""
+    graphdef, params = nnx.split(model)
+    g = jax.grad(lambda p: fn(nnx.merge(graphdef, p)))(params)
+    return {k: np.asarray(v) for k, v in jax.tree_util.tree_leaves_with_path(nnx.to_pure_dict(g))}
+
+
+def test_training_loss_elbo_with_warmup_matches_elbo_terms(small):
+    model, x = small
+    key, step = jax.random.PRNGKey(5), jnp.asarray(4)
+    spec = obj.LossSpec(objective="elbo", beta=2.0, warmup_steps=10)
+    loss, aux = obj.training_loss(model, x, key, step, spec)
+    t = obj.elbo_terms(model, x, key)
+    weight = 2.0 * 4 / 10
+    assert np.isclose(float(aux["kl_weight"]), weight)
+    assert np.isclose(float(loss), float(jnp.mean(-(t["rec"] - weight * t["kl"]))), rtol=1e-6)
+    assert np.allclose(aux["rec"], t["rec"]) and np.allclose(aux["kl"], t["kl"])
+    assert np.isclose(float(obj.training_loss(model, x, key, jnp.asarray(50), spec)[1]["kl_weight"]), 2.0)
+    plain, aux0 = obj.training_loss(model, x, key, jnp.asarray(0), obj.LossSpec())  # beta 1, no warm-up
+    assert np.isclose(float(plain), float(-jnp.mean(t["elbo"])), rtol=1e-6) and float(aux0["kl_weight"]) == 1.0
+
+
+def test_training_loss_iwae_matches_iwae_bound(small):
+    model, x = small
+    key, step = jax.random.PRNGKey(6), jnp.asarray(3)
+    spec = obj.LossSpec(objective="iwae", iwae_k=5)
+    loss, aux = obj.training_loss(model, x, key, step, spec)
+    k_iw, k_elbo = jax.random.split(key)  # the loss draws the bound and the recorded terms with these
+    assert np.isclose(float(loss), float(-jnp.mean(obj.iwae_bound(model, x, k_iw, 5))), rtol=1e-6)
+    t = obj.elbo_terms(model, x, k_elbo)
+    assert np.allclose(aux["rec"], t["rec"]) and np.allclose(aux["kl"], t["kl"])
+    assert np.isnan(float(aux["kl_weight"]))
+    # rec and kl are only recorded: the gradient is the bound's alone
+    g = _grads(model, lambda m: obj.training_loss(m, x, key, step, spec)[0])
+    ref = _grads(model, lambda m: -jnp.mean(obj.iwae_bound(m, x, k_iw, 5)))
+    assert all(np.allclose(g[k], ref[k], atol=1e-5) for k in ref)
+
+
+def test_training_loss_capacity_matches_capacity_objective(small):
+    model, x = small
+    key, step = jax.random.PRNGKey(7), jnp.asarray(40)
+    spec = obj.LossSpec(objective="capacity", capacity_max=25.0, capacity_steps=100, gamma=100.0)
+    loss, aux = obj.training_loss(model, x, key, step, spec)
+    t = obj.elbo_terms(model, x, key)
+    c = 25.0 * 40 / 100
+    assert np.isclose(float(loss), float(jnp.mean(obj.capacity_objective(t["rec"], t["kl"], c, 100.0))), rtol=1e-6)
+    assert np.isclose(float(aux["kl_weight"]), float(100.0 * jnp.mean(jnp.sign(t["kl"] - c))))
+    # the capacity stops rising at capacity_max
+    late, _ = obj.training_loss(model, x, key, jnp.asarray(10_000), spec)
+    assert np.isclose(float(late), float(jnp.mean(obj.capacity_objective(t["rec"], t["kl"], 25.0, 100.0))),
+                      rtol=1e-6)

@@ -18,7 +18,9 @@ One module per concern, each readable top to bottom (lowest layer first):
 
 The notebooks' own helpers live beside this package in ``course/`` (one file per
 notebook); they import vae_core, and vae_core never imports them. Everything listed in
-``__all__`` below (and in each module's ``__all__``) is the public API.
+``__all__`` below (and in each module's ``__all__``) is the public API. The functions
+``train`` and ``evaluate`` are imported from their modules (``from vae_core.train import
+train``): re-exported here they would hide the modules of the same name.
 """
 __version__ = "0.2.0"
 
@@ -26,21 +28,21 @@ from .checkpoint import (CheckpointError, load_checkpoint, save_checkpoint, trai
                          train_resumable)
 from .config import describe_setup, pick, smoke_mode  # noqa: E402
 from .data import MNIST, binarize, check_images, load_mnist  # noqa: E402
-from .evaluate import (decode_mean, elbo_per_example, encode, evaluate, log_marginal_likelihood,  # noqa: E402
+from .evaluate import (decode_mean, elbo_per_example, encode, log_marginal_likelihood,  # noqa: E402
                        reconstruct, sample_prior)
 from .metrics import active_units, knn_accuracy, mig, trustworthiness  # noqa: E402
 from .models import VAE, ModelConfig, Posterior, build_model, sample_posterior  # noqa: E402
 from .objectives import elbo_terms, iwae_bound, kl_divergence, training_loss  # noqa: E402
 from .plots import format_table, image_grid, plot_history, save_figure, scatter_latents, tile_images  # noqa: E402
-from .train import TrainConfig, TrainResult, train  # noqa: E402
+from .train import TrainConfig, TrainResult  # noqa: E402
 
 __all__ = [
     "__version__",
     "ModelConfig", "VAE", "Posterior", "build_model", "sample_posterior",
-    "TrainConfig", "TrainResult", "train", "train_or_load", "train_resumable",
+    "TrainConfig", "TrainResult", "train_or_load", "train_resumable",
     "save_checkpoint", "load_checkpoint", "CheckpointError",
     "elbo_terms", "iwae_bound", "kl_divergence", "training_loss",
-    "evaluate", "elbo_per_example", "log_marginal_likelihood", "encode", "decode_mean", "reconstruct",
+    "elbo_per_example", "log_marginal_likelihood", "encode", "decode_mean", "reconstruct",
     "sample_prior", "active_units", "mig", "knn_accuracy", "trustworthiness",
     "MNIST", "load_mnist", "binarize", "check_images",
     "describe_setup", "pick", "smoke_mode",

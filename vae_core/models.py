@@ -284,7 +284,7 @@ def params_to_arrays(model: VAE) -> dict[str, np.ndarray]:
             if isinstance(v, dict):
                 walk(v, f"{prefix}{k}/")
             else:
-                flat[f"{prefix}{k}"] = np.asarray(jax.device_get(v))
+                flat[f"{prefix}{k}"] = np.array(jax.device_get(v))  # a writable host copy
 
     walk(nnx.to_pure_dict(nnx.state(model)), "")
     return flat

@@ -79,7 +79,9 @@ def describe(result: TrainResult) -> str:
     """One line on what was loaded, e.g. 'shipped model iwae_protocol_vae: 3,280 epochs on
     NVIDIA H200 (41 min), test log p(x) -86.50 nats (k = 5000, 10,000 images)'."""
     card = result.extra
-    parts = [f"shipped model {card.get('name', '?')}: {card.get('epochs', '?'):,} epochs on "
+    epochs = card.get("epochs")
+    epochs = f"{epochs:,}" if isinstance(epochs, int) else "?"  # a card without it still prints
+    parts = [f"shipped model {card.get('name', '?')}: {epochs} epochs on "
              f"{card.get('device', '?')} ({card.get('train_minutes', float('nan')):.0f} min)"]
     if "test_logpx" in card:
         parts.append(f"test log p(x) {card['test_logpx']:.2f} nats (k = {card['logpx_k']}, "

@@ -33,9 +33,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import socket
 
 import numpy as np
+
+from .files import can_connect
 
 FACTOR_NAMES = ("shape", "scale", "orientation", "posX", "posY")
 SHAPE_NAMES = ("square", "ellipse", "heart")
@@ -188,20 +189,15 @@ def _check_factors(factors) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- TFDS dSprites
 TFDS_HOST = ("storage.googleapis.com", 443)
-NETWORK_CHECK_SECONDS = 4.0
 
 
 class SpritesUnavailable(RuntimeError):
     """The real dSprites data cannot be loaded here (no TFDS copy and no network)."""
 
 
-def network_available(host=TFDS_HOST, timeout: float = NETWORK_CHECK_SECONDS) -> bool:
-    """True if a TCP connection to host opens within timeout seconds."""
-    try:
-        with socket.create_connection(host, timeout=timeout):
-            return True
-    except OSError:
-        return False
+def network_available(host=TFDS_HOST) -> bool:
+    """True if a TCP connection to host = (name, port) opens (``vae_core.files.can_connect``)."""
+    return can_connect(*host) is None
 
 
 def load_tfds_dsprites(n: int | None = None, size: int = 64, seed: int = 0, *, data_dir=None) -> Sprites:
@@ -223,10 +219,11 @@ def load_tfds_dsprites(n: int | None = None, size: int = 64, seed: int = 0, *, d
     data_dir = data_dir or os.environ.get("TFDS_DATA_DIR")
     builder = tfds.builder("dsprites", data_dir=data_dir)
     if not builder.is_prepared():
-        if not network_available():
+        offline = can_connect(*TFDS_HOST)
+        if offline is not None:
             raise SpritesUnavailable(
                 f"dSprites is not prepared under {builder.data_dir} and {TFDS_HOST[0]} cannot be "
-                f"reached within {NETWORK_CHECK_SECONDS:g} s. Use the procedural stand-in "
+                f"reached ({offline}). Use the procedural stand-in "
                 "vae_core.sprites.make_sprites(...) offline, or run once with a network "
                 "(TFDS caches the download).")
         builder.download_and_prepare()

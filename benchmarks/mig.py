@@ -3,7 +3,7 @@
     VAE_SMOKE=0 VAE_DATA_DIR=... python benchmarks/mig.py [--out benchmarks/results/mig.txt]
 
 Trains (or loads from the model cache, ``vae_core.checkpoint``) exactly the models of
-notebook 05 -- same data, configs and names (``vae_core.disentangle.sprite_*_config``)
+notebook 05 -- same data, configs and names (``course.nb05_disentangle.sprite_*_config``)
 -- so after the notebook has run in full mode this only evaluates. MIG variant:
 disentanglement_lib's (encoder means, 20 equal-width bins, plug-in MI normalised by
 factor entropy, all five factors), on the first 10,000 training sprites.
@@ -19,12 +19,13 @@ import sys
 import time
 from pathlib import Path
 
-import jax
-
-from vae_core import disentangle as dis
-from vae_core import sprites
-from vae_core.checkpoint import train_or_load
-from vae_core.config import describe_setup, pick
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402,F401  (puts the repository root on sys.path, for course/)
+from course import nb05_disentangle as nb05  # noqa: E402
+from vae_core import sprites  # noqa: E402
+from vae_core.checkpoint import train_or_load  # noqa: E402
+from vae_core.config import describe_setup, pick  # noqa: E402
+from vae_core.metrics import mig_ceiling  # noqa: E402
 
 
 def main(argv=None) -> str:
@@ -39,16 +40,16 @@ def main(argv=None) -> str:
     epochs = pick(full=4, smoke=1)
     start = time.perf_counter()
     data = sprites.make_sprites(n_sprites, size=size, seed=0)
-    cfg = dis.sprite_model_config(size)
+    cfg = nb05.sprite_model_config(size)
     results = {}
     for beta in betas:
         for seed in seeds:
             results[beta, seed] = train_or_load(f"05_sprites{size}_beta{beta:g}_seed{seed}", cfg,
-                                                dis.sprite_train_config(beta, seed, epochs),
+                                                nb05.sprite_train_config(beta, seed, epochs),
                                                 data.images, data.images[:2000], progress=False)
     n_eval = min(10000, n_sprites)
-    rows = dis.mig_table(results, data.images[:n_eval], data.factors[:n_eval])
-    ceiling = dis.mig_ceiling(data.factors[:n_eval]).score
+    rows = nb05.mig_table(results, data.images[:n_eval], data.factors[:n_eval])
+    ceiling = mig_ceiling(data.factors[:n_eval]).score
     train_s = sum(sum(r.history["seconds"]) for r in results.values())
     text = "\n".join([
         "# MIG against beta: conv beta-VAE on procedural sprites (vae_core.sprites, dSprites factor grid)",
@@ -64,7 +65,7 @@ def main(argv=None) -> str:
         f"training time summed over models (from checkpoints): {train_s:.0f} s; this script: "
         f"{time.perf_counter() - start:.0f} s",
         "",
-        dis.format_mig_table(rows, sprites.FACTOR_NAMES),
+        nb05.format_mig_table(rows, sprites.FACTOR_NAMES),
         "",
     ])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
     flock /tmp/vae_cpu.lock .venv/bin/python benchmarks/sprite_trials.py
 
 On the notebook's data (30,000 procedural 32x32 sprites, seed 0) and net
-(``disentangle.sprite_model_config``), seed 0, it trains
+(``course.nb05_disentangle.sprite_model_config``), seed 0, it trains
   * beta 4 and beta 16 for 4 epochs (the notebook's budget) and for 8 epochs: does a
     doubled budget raise MIG?
   * the capacity objective with C -> 12 nats and gamma 100, then gamma 5 (the notebook's):
@@ -17,8 +17,9 @@ from __future__ import annotations
 import time
 
 from _common import load, start  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
-from vae_core import disentangle as dis
+from course import nb05_disentangle as nb05  # noqa: E402  (_common put the repository root on sys.path)
 from vae_core import sprites
+from vae_core.metrics import model_mig
 from vae_core.train import train
 
 TRIALS = [  # (label, beta, epochs, train-config keywords)
@@ -34,13 +35,13 @@ TRIALS = [  # (label, beta, epochs, train-config keywords)
 def main() -> None:
     start("sprite_trials")
     data = sprites.make_sprites(30000, size=32, seed=0)
-    cfg = dis.sprite_model_config(32)
+    cfg = nb05.sprite_model_config(32)
     print(f"{'trial':>28} {'MIG':>6} {'test KL':>8} {'test rec':>9} {'train s':>8}")
     for label, beta, epochs, kw in TRIALS:
         t0 = time.perf_counter()
-        r = train(cfg, dis.sprite_train_config(beta, 0, epochs, **kw), data.images, data.images[:2000], progress=False)
+        r = train(cfg, nb05.sprite_train_config(beta, 0, epochs, **kw), data.images, data.images[:2000], progress=False)
         seconds = time.perf_counter() - t0
-        score = dis.mig_of_model(r.model, r.params, data.images[:10000], data.factors[:10000]).score
+        score = model_mig(r.model, data.images[:10000], data.factors[:10000]).score
         print(f"{label:>28} {score:6.3f} {r.history['test_kl'][-1]:8.2f} {r.history['test_rec'][-1]:9.2f} "
               f"{seconds:8.0f}", flush=True)
     print(load())

@@ -24,8 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_core import embedding
-from vae_core.data import load_mnist
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402,F401  (puts the repository root on sys.path, for course/)
+from course import nb06_embedding as embedding  # noqa: E402
+from vae_core.data import load_mnist  # noqa: E402
+from vae_core.metrics import knn_accuracy, trustworthiness  # noqa: E402
+from vae_core.plots import format_table  # noqa: E402
 
 CONFIGS = [  # (label, method, extra keyword arguments)
     ("openTSNE FFT, ints_in_interval=1 (default)", "opentsne-fft", {"ints_in_interval": 1}),
@@ -92,10 +96,10 @@ def main(argv=None) -> str:
             continue
         m = embedding.tsne(x, method=method, **kwargs)
         rows.append({"method": label, "n": len(x), "tsne_s": m.seconds, "cpu_s": m.cpu_seconds,
-                     "knn_map": embedding.knn_accuracy(m.coords, y),
-                     "trust": embedding.trustworthiness(x, m.coords)})
+                     "knn_map": knn_accuracy(m.coords, y),
+                     "trust": trustworthiness(x, m.coords)})
         print(f"  {label}: {m.seconds:.1f} s wall, {m.cpu_seconds:.1f} s CPU", flush=True)
-    knn_input = embedding.knn_accuracy(x, y)
+    knn_input = knn_accuracy(x, y)
     report = "\n".join([
         "t-SNE speed benchmark (benchmarks/tsne_speed.py)",
         f"date:     {started:%Y-%m-%d %H:%M} to {dt.datetime.now(dt.timezone.utc):%H:%M UTC}; "
@@ -107,7 +111,8 @@ def main(argv=None) -> str:
         f"10-NN accuracy in those {args.dims} dims: {knn_input:.3f}",
         "settings: perplexity 30, 250 early-exaggeration + 500 iterations, PCA init, seed 0, 2 threads",
         "",
-        embedding.format_table(rows, ["method", "n", "tsne_s", "cpu_s", "knn_map", "trust"]),
+        format_table(rows, embedding.table_columns(["method", "n", "tsne_s", "cpu_s", "knn_map", "trust"]),
+                     markdown=True),
     ])
     print(report)
     if args.out:

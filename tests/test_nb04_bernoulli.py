@@ -1,4 +1,4 @@
-"""Notebook 04's analysis helpers: KL ordering, inverse-CDF grid, corruption, caches, tables."""
+"""Notebook 04's helpers: KL ordering, inverse-CDF grid, prior draws, corruption, caches."""
 from __future__ import annotations
 
 import json
@@ -8,17 +8,18 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from vae_core import analysis
-from vae_core.analysis import (ModelTracker, flip_noise, format_table, log_likelihood_cached, mask_patches,
-                               mean_abs_error, normal_grid, order_by_kl, prior_samples, reconstruct)
-from vae_core.evaluate import decode, encode, log_likelihood
-from vae_core.models import ModelConfig, init_params
+from course import nb04_bernoulli
+from course.nb04_bernoulli import (ModelTracker, flip_noise, log_likelihood_cached, mask_patches, mean_abs_error,
+                                   normal_grid, order_by_kl, prior_samples)
+from vae_core.checkpoint import save_checkpoint
+from vae_core.evaluate import log_marginal_likelihood, sample_prior
+from vae_core.models import ModelConfig, build_model, model_from_arrays, params_to_arrays
 from vae_core.train import TrainConfig
 
 
 @pytest.fixture(scope="module")
 def small():
-    return init_params(ModelConfig(latent_dim=3, hidden=(16,)), jax.random.PRNGKey(0))
+    return build_model(ModelConfig(latent_dim=3, hidden=(16,)), 0)
 
 
 @pytest.fixture(scope="module")
@@ -53,22 +54,21 @@ def test_normal_grid_uses_inverse_cdf_and_plot_orientation():
 
 
 def test_prior_samples_are_decoded_means_and_binary_draws(small):
-    model, params = small
-    means, draws = prior_samples(model, params, jax.random.PRNGKey(1), 7)
+    means, draws = prior_samples(small, jax.random.PRNGKey(1), 7)
     assert means.shape == draws.shape == (7, 784)
     assert np.all((means > 0) & (means < 1))
     assert set(np.unique(draws)) <= {0.0, 1.0}
-    again, _ = prior_samples(model, params, jax.random.PRNGKey(1), 7)
+    again, _ = prior_samples(small, jax.random.PRNGKey(1), 7)
     np.testing.assert_array_equal(means, again)
-    other, _ = prior_samples(model, params, jax.random.PRNGKey(2), 7)
+    other, _ = prior_samples(small, jax.random.PRNGKey(2), 7)
     assert not np.allclose(means, other)
-
-
-def test_reconstruct_decodes_posterior_mean(small, binary_images):
-    model, params = small
-    rec = reconstruct(model, params, binary_images)
-    expect = decode(model, params, encode(model, params, binary_images).mean)
-    np.testing.assert_allclose(rec, np.asarray(expect), rtol=1e-6)
+    # the means are the engine's sample_prior, drawn with the first half of the key
+    _, engine = sample_prior(small, jax.random.split(jax.random.PRNGKey(1))[0], 7)
+    np.testing.assert_allclose(means, engine, rtol=1e-6)
+    # the draws follow the means: pixels with a higher probability are on more often
+    many, many_draws = prior_samples(small, jax.random.PRNGKey(3), 400)
+    high, low = many > 0.7, many < 0.3
+    assert many_draws[high].mean() > 0.6 > 0.4 > many_draws[low].mean()
 
 
 def test_flip_noise_flips_about_p_of_pixels(binary_images):
@@ -110,22 +110,25 @@ def test_mean_abs_error():
 
 
 def test_log_likelihood_cached_matches_and_reuses(small, binary_images, tmp_path, monkeypatch):
-    model, params = small
     key = jax.random.PRNGKey(5)
-    ll = log_likelihood_cached(model, params, binary_images, key, k=20, k_chunk=10, directory=tmp_path)
-    direct = np.asarray(log_likelihood(model, params, binary_images, key, k=20, k_chunk=10))
+    ll = log_likelihood_cached(small, binary_images, key, k=20, k_chunk=10, directory=tmp_path)
+    direct = np.asarray(log_marginal_likelihood(small, binary_images, key, k=20, k_chunk=10))
     np.testing.assert_allclose(ll, direct, rtol=1e-6)
     files = list((tmp_path / "loglik").glob("*.npy"))
-    assert len(files) == 1
+    assert len(files) == 1 and not list((tmp_path / "loglik").glob("*.tmp"))
     # a second call reads the file instead of computing
-    monkeypatch.setattr(analysis, "log_likelihood", lambda *a, **k: pytest.fail("recomputed"))
-    np.testing.assert_array_equal(log_likelihood_cached(model, params, binary_images, key, k=20, k_chunk=10,
+    monkeypatch.setattr(nb04_bernoulli, "log_marginal_likelihood", lambda *a, **k: pytest.fail("recomputed"))
+    np.testing.assert_array_equal(log_likelihood_cached(small, binary_images, key, k=20, k_chunk=10,
+                                                        directory=tmp_path), ll)
+    # the same parameters in a rebuilt model hit the same entry
+    twin = model_from_arrays(small.cfg, params_to_arrays(small))
+    np.testing.assert_array_equal(log_likelihood_cached(twin, binary_images, key, k=20, k_chunk=10,
                                                         directory=tmp_path), ll)
     monkeypatch.undo()
     # a different k or other parameters make a new entry
-    log_likelihood_cached(model, params, binary_images, key, k=10, directory=tmp_path)
-    params2 = jax.tree_util.tree_map(lambda a: a + 0.01, params)
-    log_likelihood_cached(model, params2, binary_images, key, k=10, directory=tmp_path)
+    log_likelihood_cached(small, binary_images, key, k=10, directory=tmp_path)
+    shifted = model_from_arrays(small.cfg, {k: v + 0.01 for k, v in params_to_arrays(small).items()})
+    log_likelihood_cached(shifted, binary_images, key, k=10, directory=tmp_path)
     assert len(list((tmp_path / "loglik").glob("*.npy"))) == 3
 
 
@@ -146,8 +149,9 @@ def test_model_tracker_counts_and_logs_cold_then_cached(tmp_path, monkeypatch):
     assert (s2["kind"], s2["trained"], s2["loaded"]) == ("cached", 0, 1)
     assert s2["log"] == {"cold": 12.0, "cached": 3.0}
     assert json.loads(log.read_text()) == {"nb:full": {"cold": 12.0, "cached": 3.0}}
-    np.testing.assert_array_equal(r1.params["params"]["decoder"]["output"]["bias"],
-                                  r2.params["params"]["decoder"]["output"]["bias"])
+    assert (r1.source, r2.source) == ("trained", "cache")
+    np.testing.assert_array_equal(params_to_arrays(r1.model)["decoder/output/bias"],
+                                  params_to_arrays(r2.model)["decoder/output/bias"])
     # a run that both trains and loads is 'partial' and not logged
     t3 = ModelTracker("nb", directory=tmp_path / "models", log_path=log)
     t3.get("tiny", mcfg, tcfg, x, progress=False)
@@ -156,13 +160,33 @@ def test_model_tracker_counts_and_logs_cold_then_cached(tmp_path, monkeypatch):
     assert s3["kind"] == "partial" and s3["log"] == {"cold": 12.0, "cached": 3.0}
 
 
-def test_format_table_aligns_columns():
-    rows = [{"L": 2, "elbo": -140.123}, {"L": 50, "elbo": -99.5}]
-    text = format_table(rows, [("L", "latent", "d"), ("elbo", "ELBO", ".1f")])
-    lines = text.splitlines()
-    assert lines[0] == "latent    ELBO"
-    assert lines[2] == "     2  -140.1"
-    assert lines[3] == "    50   -99.5"
-    assert len({len(line) for line in lines}) == 1
-    text = format_table([{"run": "a", "x": 1.0}, {"run": "bbb", "x": 10.0}], [("run", "run", ""), ("x", "x", ".1f")])
-    assert text.splitlines()[2:] == ["a     1.0", "bbb  10.0"]
+def test_model_tracker_counts_a_model_cached_under_another_name_as_loaded(tmp_path, monkeypatch):
+    # train_or_load finds a checkpoint with the same configs under another name: the
+    # tracker must follow result.source, not whether its own file name existed
+    monkeypatch.delenv("VAE_SMOKE", raising=False)
+    x = np.random.default_rng(1).random((64, 784), dtype=np.float32)
+    mcfg, tcfg = ModelConfig(latent_dim=2, hidden=(8,)), TrainConfig(epochs=1, batch_size=32)
+    first = ModelTracker("nb", directory=tmp_path / "models", log_path=tmp_path / "t.json")
+    first.get("original_name", mcfg, tcfg, x, progress=False)
+    second = ModelTracker("nb", directory=tmp_path / "models", log_path=tmp_path / "t.json")
+    r = second.get("another_name", mcfg, tcfg, x, progress=False)
+    assert r.source == "cache"
+    assert (second.trained, second.loaded, second.kind()) == ([], ["another_name"], "cached")
+
+
+def test_model_tracker_trusts_the_result_source(tmp_path, monkeypatch):
+    # a cache file that exists but is damaged is retrained (on_corrupt='retrain'): trained, not loaded
+    monkeypatch.delenv("VAE_SMOKE", raising=False)
+    x = np.random.default_rng(2).random((64, 784), dtype=np.float32)
+    mcfg, tcfg = ModelConfig(latent_dim=2, hidden=(8,)), TrainConfig(epochs=1, batch_size=32)
+    tracker = ModelTracker("nb", directory=tmp_path / "models", log_path=tmp_path / "t.json")
+    result = tracker.get("m", mcfg, tcfg, x, progress=False)
+    [path] = list((tmp_path / "models").glob("m-*.msgpack"))
+    path.write_bytes(b"damaged")
+    again = ModelTracker("nb", directory=tmp_path / "models", log_path=tmp_path / "t.json")
+    retrained = again.get("m", mcfg, tcfg, x, progress=False, on_corrupt="retrain")
+    assert retrained.source == "trained" and again.trained == ["m"] and again.loaded == []
+    save_checkpoint(path, result)  # restored: the next tracker loads it
+    third = ModelTracker("nb", directory=tmp_path / "models", log_path=tmp_path / "t.json")
+    third.get("m", mcfg, tcfg, x, progress=False)
+    assert third.loaded == ["m"]

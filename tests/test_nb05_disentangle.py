@@ -1,103 +1,26 @@
-"""MIG and traversal helpers on synthetic codes whose answer is known."""
-import numpy as np
-import pytest
+"""Notebook 05's helpers: traversals, the sprite study's configs and the MIG table.
+(MIG itself is tested in tests/test_metrics.py.)"""
+import matplotlib
 
-from vae_core import disentangle as D
-from vae_core import sprites as S
+matplotlib.use("Agg")
 
-N = 10_000
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from course import nb05_disentangle as D  # noqa: E402
+from vae_core import sprites as S  # noqa: E402
+from vae_core.evaluate import decode_mean  # noqa: E402
+from vae_core.metrics import model_mig  # noqa: E402
+from vae_core.models import ModelConfig, build_model  # noqa: E402
+from vae_core.train import TrainResult  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def factors():
-    rng = np.random.default_rng(0)
-    return np.stack([rng.integers(0, n, N) for n in (3, 6, 10, 16)], 1)
-
-
-def _perfect(factors, rng, extra=2):
-    return np.concatenate([factors + rng.normal(0, 0.01, factors.shape), rng.normal(size=(len(factors), extra))], 1)
-
-
-def test_perfectly_disentangled_code_scores_one(factors):
-    rng = np.random.default_rng(1)
-    res = D.mig(_perfect(factors, rng), factors)
-    assert res.score > 0.98
-    assert res.per_factor.shape == (4,) and res.mi.shape == (6, 4)
-    assert list(res.ranking[:, 0]) == [0, 1, 2, 3]
-
-
-def test_order_and_scale_of_latents_do_not_matter(factors):
-    rng = np.random.default_rng(2)
-    codes = _perfect(factors, rng)
-    perm = rng.permutation(codes.shape[1])
-    a = D.mig(codes, factors).score
-    b = D.mig(codes[:, perm] * 7.0 - 3.0, factors).score
-    assert abs(a - b) < 1e-9
-
-
-def test_shuffled_code_scores_zero(factors):
-    rng = np.random.default_rng(3)
-    codes = _perfect(factors, rng)
-    shuffled = np.stack([rng.permutation(c) for c in codes.T], 1)
-    assert D.mig(shuffled, factors).score < 0.02
-
-
-def test_duplicated_factor_has_zero_gap(factors):
-    rng = np.random.default_rng(4)
-    codes = _perfect(factors, rng)
-    dup = np.concatenate([codes, codes[:, :1] * 2.0], 1)
-    res = D.mig(dup, factors)
-    assert res.per_factor[0] < 0.01           # two latents carry the shape: no gap
-    assert np.all(res.per_factor[1:] > 0.98)
-
-
-def test_mixed_code_scores_lower(factors):
-    rng = np.random.default_rng(5)
-    codes = _perfect(factors, rng)
-    z = (factors - factors.mean(0)) / factors.std(0)
-    rot = np.linalg.qr(rng.normal(size=(4, 4)))[0]
-    mixed = np.concatenate([z @ rot, codes[:, 4:]], 1)
-    assert D.mig(mixed, factors).score < 0.5 * D.mig(codes, factors).score
-
-
-def test_discretize_matches_histogram_bins():
-    x = np.linspace(0, 1, 101)[:, None]
-    d = D.discretize(x, 20)
-    assert d.min() == 1 and d.max() == 20
-    assert np.all(np.diff(d[:, 0]) >= 0)
-    assert len(np.unique(d)) == 20
-
-
-def test_entropy_of_uniform_factor():
-    f = np.repeat(np.arange(8), 100)[:, None]
-    assert D.factor_entropy(f)[0] == pytest.approx(np.log(8))
-
-
-def test_ceiling_below_one_on_dsprites_grid():
-    f = S.sample_factors(N, seed=0)
-    res = D.mig_ceiling(f)
-    # shape (3) and scale (6) fit in 20 bins; orientation (40) and positions (32) do not
-    assert res.per_factor[0] > 0.98 and res.per_factor[1] > 0.98
-    assert np.all(res.per_factor[2:] < 0.9)
-    assert 0.8 < res.score < 0.95
-
-
-def test_bad_inputs_raise():
-    with pytest.raises(ValueError, match="L >= 2"):
-        D.mig(np.zeros((10, 1)), np.zeros((10, 1), int))
-    with pytest.raises(ValueError, match="rows"):
-        D.mig(np.zeros((10, 3)), np.zeros((9, 1), int))
-    with pytest.raises(ValueError, match="NaN"):
-        D.discretize(np.array([[np.nan, 1.0]]))
-
-
-def test_match_latents_names_best_factor(factors):
-    rng = np.random.default_rng(6)
-    res = D.mig(_perfect(factors, rng), factors)
-    m = D.match_latents(res.mi, res.entropy, ["a", "b", "c", "d"])
-    assert m.name == ["a", "b", "c", "d", "none", "none"]
-    assert list(m.factor) == [0, 1, 2, 3, -1, -1]
-    assert m.label[0].startswith("z0: a (")
+def conv_model():
+    cfg = ModelConfig(latent_dim=3, hidden=(16,), image_shape=(32, 32), architecture="conv",
+                      conv_channels=(4, 4, 4, 4))
+    return build_model(cfg, 0)
 
 
 def test_traversal_codes_layout():
@@ -110,29 +33,51 @@ def test_traversal_codes_layout():
         D.traversal_codes(np.zeros(4), [4], [0.0])
 
 
-def test_traversal_grid_and_mig_of_model_run_on_a_model():
-    import jax
-
-    from vae_core.models import ModelConfig, init_params
-
-    cfg = ModelConfig(latent_dim=3, hidden=(16,), image_shape=(32, 32), architecture="conv",
-                      conv_channels=(4, 4, 4, 4))
-    model, params = init_params(cfg, jax.random.PRNGKey(0))
-    grid = D.traversal_grid(model, params, dims=[0, 2], values=np.linspace(-3, 3, 5))
+def test_traversal_grid_decodes_the_traversal_codes(conv_model):
+    values = np.linspace(-3, 3, 5)
+    grid = D.traversal_grid(conv_model, dims=[0, 2], values=values)
     assert grid.shape == (2, 5, 1024)
     assert np.all((grid >= 0) & (grid <= 1))
+    base = np.array([0.5, -1.0, 2.0], np.float32)
+    grid = D.traversal_grid(conv_model, base, dims=[2], values=values)
+    expect = decode_mean(conv_model, D.traversal_codes(base, [2], values))
+    np.testing.assert_allclose(grid[0], np.asarray(expect), rtol=1e-5, atol=1e-6)
+    assert D.traversal_grid(conv_model).shape == (3, 7, 1024)  # every latent, 7 values by default
+
+
+def test_plot_traversal_labels_rows_and_values():
+    images = np.random.default_rng(0).random((2, 3, 16))
+    fig = D.plot_traversal(images, (4, 4), row_labels=["a", "b"], values=[-1.0, 0.0, 1.0], title="t")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["-1.0", "+0.0", "+1.0"]
+    assert ax.get_title() == "t"
+    plt.close(fig)
+
+
+def test_mig_table_scores_every_model(conv_model):
     sp = S.make_sprites(200, 32, seed=1)
-    res = D.mig_of_model(model, params, sp.images, sp.factors)
-    assert 0.0 <= res.score <= 1.0 and res.mi.shape == (3, 5)
+    other = build_model(conv_model.cfg, 1)
+    results = {(4.0, 0): TrainResult(other, {"test_kl": [3.0, 2.5]}, conv_model.cfg, D.sprite_train_config(4, 0, 1)),
+               (1.0, 0): TrainResult(conv_model, {"test_kl": [9.0]}, conv_model.cfg, D.sprite_train_config(1, 0, 1))}
+    rows = D.mig_table(results, sp.images, sp.factors)
+    assert [(r["beta"], r["seed"], r["kl"]) for r in rows] == [(1.0, 0, 9.0), (4.0, 0, 2.5)]
+    assert rows[0]["mig"] == model_mig(conv_model, sp.images, sp.factors).score
+    assert rows[1]["per_factor"].shape == (5,)
 
 
-def test_format_mig_table_summarises_per_beta():
-    rows = [{"beta": b, "seed": s, "mig": m, "kl": 1.0, "per_factor": np.zeros(5)}
+def test_format_mig_table_lists_models_then_summarises_per_beta():
+    rows = [{"beta": b, "seed": s, "mig": m, "kl": 1.0, "per_factor": np.full(5, 0.25)}
             for b, s, m in [(1, 0, 0.1), (1, 1, 0.3), (4, 0, 0.5)]]
     text = D.format_mig_table(rows, S.FACTOR_NAMES)
-    summary = [line.split() for line in text.splitlines()[-2:]]
-    assert summary[0][:3] == ["1", "2", "0.200"] and summary[0][3] == f"{np.std([0.1, 0.3], ddof=1):.3f}"
-    assert summary[1][:3] == ["4", "1", "0.500"]
+    lines = text.splitlines()
+    assert lines[0].split() == ["beta", "seed", "MIG", "KL", "shape", "scale", "orient", "posX", "posY"]
+    assert lines[2].split() == ["1", "0", "0.100", "1.00", "0.250", "0.250", "0.250", "0.250", "0.250"]
+    assert lines[5] == ""
+    assert lines[6].split() == ["beta", "n", "MIG", "mean", "std", "min", "max"]
+    summary = [line.split() for line in lines[-2:]]
+    assert summary[0] == ["1", "2", "0.200", f"{np.std([0.1, 0.3], ddof=1):.3f}", "0.100", "0.300"]
+    assert summary[1] == ["4", "1", "0.500", "0.000", "0.500", "0.500"]
 
 
 def test_sprite_configs_are_consistent():
@@ -140,6 +85,7 @@ def test_sprite_configs_are_consistent():
     t = D.sprite_train_config(4, 2, 3)
     assert m.architecture == "conv" and m.image_shape == (32, 32) and m.latent_dim == 10
     assert t.beta == 4.0 and t.seed == 2 and t.binarize is False and t.objective == "elbo"
+    assert t.batch_size == 64 and t.eval_images == 2000
     assert D.sprite_train_config(1, 0, 3, objective="capacity").objective == "capacity"
     cap = D.sprite_train_config(1, 0, 5, objective="capacity")
     assert cap.capacity_max == 12.0 and cap.gamma == 5.0 and cap.capacity_epochs == 4.0

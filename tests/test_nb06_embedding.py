@@ -6,7 +6,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from vae_core import embedding  # noqa: E402
+from course import nb06_embedding as embedding  # noqa: E402
+from vae_core.metrics import knn_accuracy, trustworthiness  # noqa: E402
+from vae_core.plots import format_table  # noqa: E402
 
 FAST = dict(early_exaggeration_iter=100, n_iter=150)  # 250 iterations: scikit-learn's minimum
 
@@ -19,31 +21,6 @@ def blobs(n_per=60, classes=3, dims=10, spread=0.3, seed=0):
     return centres[labels] + spread * rng.normal(size=(len(labels), dims)), labels
 
 
-def test_knn_accuracy_separates_structure_from_noise():
-    x, y = blobs()
-    assert embedding.knn_accuracy(x, y) == pytest.approx(1.0)
-    shuffled = np.random.default_rng(1).permutation(y)  # labels unrelated to position
-    assert embedding.knn_accuracy(x, shuffled) < 0.6
-
-
-def test_knn_accuracy_matches_a_hand_count():
-    # two tight groups of 50 far apart, each with one mislabelled point: with k=3 the
-    # other two neighbours outvote it, so exactly those 2 of 100 points are misclassified
-    # (whichever folds they fall in: 2 errors over two folds of 50 average to 0.98).
-    x = np.concatenate([np.zeros((50, 2)), np.full((50, 2), 100.0)]) + \
-        np.random.default_rng(0).normal(scale=0.01, size=(100, 2))
-    y = np.array([0] * 49 + [1] + [1] * 49 + [0])
-    assert embedding.knn_accuracy(x, y, k=3, folds=2) == pytest.approx(98 / 100)
-
-
-def test_trustworthiness_is_one_for_an_isometry_and_low_for_noise():
-    x, _ = blobs(dims=2)
-    rot = np.array([[0.6, -0.8], [0.8, 0.6]])
-    assert embedding.trustworthiness(x, x @ rot + 3.0) == pytest.approx(1.0)
-    random_map = np.random.default_rng(0).normal(size=(len(x), 2))
-    assert embedding.trustworthiness(x, random_map) < 0.8
-
-
 @pytest.mark.parametrize("method", embedding.TSNE_METHODS)
 def test_tsne_keeps_clusters_apart(method):
     x, y = blobs()
@@ -51,11 +28,11 @@ def test_tsne_keeps_clusters_apart(method):
     assert m.coords.shape == (len(x), 2) and np.all(np.isfinite(m.coords))
     assert m.method == method and m.perplexity == 10
     assert m.seconds > 0 and m.cpu_seconds > 0
-    assert embedding.knn_accuracy(m.coords, y) > 0.95
+    assert knn_accuracy(m.coords, y) > 0.95
     # within a blob the points are isotropic 10-d noise, so no 2-d map keeps their
     # neighbourhoods exactly; a random map scores far lower
     random_map = np.random.default_rng(0).normal(size=(len(x), 2))
-    assert embedding.trustworthiness(x, m.coords) > max(0.8, embedding.trustworthiness(x, random_map) + 0.2)
+    assert trustworthiness(x, m.coords) > max(0.8, trustworthiness(x, random_map) + 0.2)
 
 
 def test_tsne_is_reproducible_with_a_seed():
@@ -72,7 +49,7 @@ def test_random_initialization_depends_on_the_seed(method):
                                          **FAST).coords
             for init in ("pca", "random") for seed in (0, 1)}
     assert np.abs(runs["random", 0] - runs["random", 1]).max() > 1.0
-    assert all(embedding.knn_accuracy(c, y) > 0.95 for c in runs.values())
+    assert all(knn_accuracy(c, y) > 0.95 for c in runs.values())
 
 
 def test_tsne_rejects_bad_arguments():
@@ -98,21 +75,25 @@ def test_pca_projects_test_points_with_the_training_fit():
     assert np.var(z, axis=0).sum() == pytest.approx(np.var(x_fit[:50], axis=0).sum(), rel=0.05)
 
 
-def test_summarize_and_format_table():
+def test_summarize_and_the_markdown_table():
     x, y = blobs()
     m = embedding.Map2D(x[:, :2].copy(), "given", 1.25, 2.5)
     row = embedding.summarize("blobs", x, m, y, kl=12.345, active=7)
     assert list(row) == ["model", "dims", "knn_latent", "knn_map", "trust", "tsne_s", "cpu_s", "kl", "active"]
     assert row["dims"] == 10 and row["knn_latent"] == pytest.approx(1.0) and row["tsne_s"] == 1.25
     assert row["cpu_s"] == 2.5
-    text = embedding.format_table([row, dict(row, model="other", kl=None)])
+    assert row["knn_map"] == knn_accuracy(x[:, :2], y) and row["trust"] == trustworthiness(x, x[:, :2])
+    text = format_table([row, dict(row, model="other", kl=None)], embedding.table_columns(row), markdown=True)
     lines = text.splitlines()
     assert len(lines) == 4 and lines[0].startswith("| model | dims | 10-NN acc (latent)")
-    assert "| 1.2 | 2.5 |" in lines[2] and "| 12.3 |" in lines[2] and "| 1.000 |" in lines[2]
+    assert lines[1] == "|" + "|".join(["---"] * 9) + "|"
+    assert lines[2].startswith("| blobs | 10 | 1.000 |")
+    assert "| 1.2 | 2.5 |" in lines[2] and "| 12.3 |" in lines[2] and lines[2].endswith("| 7 |")
     assert "| - |" in lines[3]
-    assert "| 1.1e-04 |" in embedding.format_table([{"sigma": 0.000108}])
-    with pytest.raises(ValueError):
-        embedding.format_table([])
+    sigma = format_table([{"sigma": 0.000108, "rms": 0.0}], embedding.table_columns(["sigma", "rms"]), markdown=True)
+    assert sigma.splitlines()[0] == "| median σ of q(z|x) | code RMS |"
+    assert sigma.splitlines()[2] == "| 1.1e-04 | 0.000 |"
+    assert embedding.table_columns(["other"]) == [("other", "other", "")]
 
 
 def test_plots_label_every_panel():

@@ -2,6 +2,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 from vae_core import plots  # noqa: E402
 
@@ -34,3 +35,28 @@ def test_smoke_mode_never_overwrites_committed_figures(monkeypatch):
     fig = plots.image_grid(np.random.rand(4, 784))
     path = plots.save_figure(fig, "test_smoke_only")
     assert plots.FIGURES_DIR not in path.parents and path.exists()
+
+
+def test_format_table_aligns_plain_columns():
+    rows = [{"L": 2, "elbo": -140.123}, {"L": 50, "elbo": -99.5}]
+    text = plots.format_table(rows, [("L", "latent", "d"), ("elbo", "ELBO", ".1f")])
+    lines = text.splitlines()
+    assert lines[0] == "latent    ELBO"
+    assert lines[1] == "------  ------"
+    assert lines[2] == "     2  -140.1"
+    assert lines[3] == "    50   -99.5"
+    assert len({len(line) for line in lines}) == 1
+    # text columns align left, numbers right
+    text = plots.format_table([{"run": "a", "x": 1.0}, {"run": "bbb", "x": 10.0}],
+                              [("run", "run", ""), ("x", "x", ".1f")])
+    assert text.splitlines()[2:] == ["a     1.0", "bbb  10.0"]
+
+
+def test_format_table_markdown_callables_and_missing_values():
+    rows = [{"name": "a", "v": 0.5, "n": 3}, {"name": "b", "v": None}]
+    columns = [("name", "model", ""), ("v", "value", lambda v: f"{100 * v:.0f} %"), ("n", "count", "d")]
+    assert plots.format_table(rows, columns, markdown=True).splitlines() == [
+        "| model | value | count |", "|---|---|---|", "| a | 50 % | 3 |", "| b | - | - |"]
+    assert plots.format_table(rows, columns).splitlines()[3].split() == ["b", "-", "-"]
+    with pytest.raises(ValueError, match="at least one row"):
+        plots.format_table([], columns)

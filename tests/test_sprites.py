@@ -79,8 +79,23 @@ def test_bad_factors_raise():
 
 
 def test_tfds_path_fails_fast_without_network(monkeypatch, tmp_path):
-    monkeypatch.setattr(S, "network_available", lambda *a, **k: False)
+    # the one network probe (vae_core.files.can_connect) says the host did not answer
+    asked = []
+
+    def no_answer(host, port, timeout=4.0):
+        asked.append((host, port))
+        return TimeoutError(f"no answer within {timeout:g} s")
+
+    monkeypatch.setattr(S, "can_connect", no_answer)
     start = time.perf_counter()
-    with pytest.raises(S.SpritesUnavailable, match="make_sprites"):
+    with pytest.raises(S.SpritesUnavailable, match="make_sprites") as err:
         S.load_tfds_dsprites(data_dir=str(tmp_path))
     assert time.perf_counter() - start < 10
+    assert asked == [S.TFDS_HOST] and "no answer within 4 s" in str(err.value)
+
+
+def test_network_available_asks_can_connect(monkeypatch):
+    monkeypatch.setattr(S, "can_connect", lambda host, port, timeout=4.0: None)
+    assert S.network_available() is True
+    monkeypatch.setattr(S, "can_connect", lambda host, port, timeout=4.0: OSError("unreachable"))
+    assert S.network_available(("example.invalid", 443)) is False

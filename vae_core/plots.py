@@ -69,7 +69,7 @@ def plot_history(history: dict, *, keys=("test_elbo", "test_rec", "test_kl"), la
     """Curves of per-epoch history entries, one panel per key, x axis = epoch."""
     names = {"test_elbo": "test ELBO (nats)", "test_rec": "test log p(x|z) (nats)",
              "test_kl": "test KL(q || p) (nats)", "train_loss": "training loss (nats)",
-             "train_rec": "train log p(x|z) (nats)", "train_kl": "train KL (nats)", "beta": "KL weight"}
+             "train_rec": "train log p(x|z) (nats)", "train_kl": "train KL (nats)", "kl_weight": "KL weight"}
     if axes is None:
         fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.2), squeeze=False)
         axes = axes[0]

@@ -159,7 +159,7 @@ def train_resumable(state_path, model_config: ModelConfig, train_config: TrainCo
     resume = load_training_state(state_path, model_config, train_config) if state_path.exists() else None
     if resume is not None and resume.epochs_done >= train_config.epochs:
         model = nnx.merge(nnx.graphdef(build_model(model_config, 0)), resume.params)
-        return TrainResult(model, resume.history, model_config, train_config), True
+        return TrainResult(model, resume.history, model_config, train_config, source="cache"), True
     start = last_save = time.perf_counter()
 
     def on_epoch(end: EpochEnd) -> bool:
@@ -184,7 +184,7 @@ def load_shipped(name: str) -> TrainResult:
         raise KeyError(f"no shipped model named {name!r}; the shipped models are {sorted(shipped.SPECS)}")
     spec = shipped.SPECS[name]
     path = shipped.shipped_path(name)
-    fix = (f"Rebuild it with `python scripts/train_shipped.py {name}` (resumable; see MODELS.md), "
+    fix = (f"Rebuild it with `python scripts/train_shipped.py {name}` (resumable), "
            f"or set {shipped.RETRAIN_ENV}=1 to train the notebook's model from scratch instead.")
     if not path.exists():
         raise CheckpointError(f"The shipped model file {path} is missing. {fix}")

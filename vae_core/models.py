@@ -35,10 +35,10 @@ class ModelConfig:
     likelihood:   'bernoulli' (decoder gives logits) or 'gaussian' (decoder gives means).
     obs_std:      Gaussian decoder's fixed standard deviation; None learns one per pixel.
     deterministic: True for a plain autoencoder (z = encoder mean, no KL term).
-    architecture: 'mlp', or 'conv' for square images (64x64, 32x32: side divisible by 16).
+    architecture: 'mlp', or 'conv' (image sides divisible by 2 ** len(conv_channels), e.g. 32x32, 64x64).
     image_shape:  (height, width) of one image.
     posterior:    'diagonal', or 'full' (a Cholesky factor L, z = mu + L eps).
-    conv_channels: channels of the four stride-2 convolutions (architecture='conv').
+    conv_channels: channels of the 4x4 stride-2 convolutions, one per entry (architecture='conv').
     """
 
     latent_dim: int = 20
@@ -63,8 +63,10 @@ class ModelConfig:
         ]:
             if value not in allowed:
                 raise ValueError(f"{name} must be one of {sorted(allowed)}, got {value!r}")
-        if self.architecture == "conv" and any(s % 16 for s in self.image_shape):
-            raise ValueError(f"conv models need image sides divisible by 16, got {self.image_shape}")
+        step = 2 ** len(self.conv_channels)  # each stride-2 convolution halves the side
+        if self.architecture == "conv" and any(s % step for s in self.image_shape):
+            raise ValueError(f"conv models with {len(self.conv_channels)} stride-2 convolutions need image sides "
+                             f"divisible by {step}, got {self.image_shape}")
         if self.obs_std is not None and self.obs_std <= 0:
             raise ValueError(f"obs_std must be positive or None (learned), got {self.obs_std}")
         object.__setattr__(self, "hidden", tuple(self.hidden))
@@ -164,7 +166,7 @@ class MLPDecoder(nnx.Module):
 
 
 class ConvEncoder(nnx.Module):
-    """x [batch, H*W] -> Posterior, through four 4x4 stride-2 convolutions."""
+    """x [batch, H*W] -> Posterior, through one 4x4 stride-2 convolution per entry of conv_channels."""
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs):
         self.act = ACTIVATIONS[cfg.activation]

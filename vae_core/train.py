@@ -139,7 +139,11 @@ class TrainingState:
 
 @dataclasses.dataclass
 class EpochEnd:
-    """What a per-epoch callback of :func:`train` sees."""
+    """What a per-epoch callback of :func:`train` sees.
+
+    params and opt_state are the live buffers, which the next epoch donates (reuses):
+    keep ``model()`` or ``state()`` (copies), never the buffers themselves.
+    """
 
     epoch: int
     history: dict
@@ -288,6 +292,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, x_train, x_test=None, *, ini
     data = jnp.asarray(x_train, jnp.float32)
     model = build_model(model_cfg, k_init, data_mean=jnp.mean(data, 0))
     graphdef, params = nnx.split(model)
+    if init is not None and init.cfg != model_cfg:
+        raise ValueError(f"init is a model of another config ({init.cfg}) than model_cfg ({model_cfg})")
     if init is not None:  # copy: the epoch function donates (reuses) its input buffers
         params = jax.tree_util.tree_map(jnp.array, nnx.state(init))
     steps_per_epoch = len(x_train) // cfg.batch_size

@@ -172,10 +172,11 @@ class ModelTracker:
     """train_or_load that remembers which models it trained and which it loaded.
 
     ``tracker.get(name, model_cfg, train_cfg, x_train, x_test)`` returns the TrainResult
-    and files the model under 'trained' or 'loaded' by the result's ``source``.
-    ``tracker.finish()`` returns a summary of this run's wall time (since the tracker was
-    made) and stores it in a small JSON log beside the model cache as this notebook's
-    latest 'cold' run (every model trained) or 'cached' run (every model loaded), per mode.
+    and files the model under 'trained', 'shipped' or 'loaded' (from the cache) by the
+    result's ``source``. ``tracker.finish()`` returns a summary of this run's wall time
+    (since the tracker was made) and stores it in a small JSON log beside the model cache
+    as this notebook's latest 'cold' run (every model trained), 'shipped' run (every model
+    shipped) or 'cached' run (every model from the cache), per mode.
     """
 
     def __init__(self, notebook: str, directory=None, log_path=None):
@@ -184,22 +185,21 @@ class ModelTracker:
         self.log_path = Path(log_path) if log_path else Path(directory or cache_dir()).parent / "run_times.json"
         self.start = time.perf_counter()
         self.trained: list[str] = []
+        self.shipped: list[str] = []
         self.loaded: list[str] = []
 
     def get(self, name, model_cfg, train_cfg, x_train, x_test=None, **kwargs):
         result = train_or_load(name, model_cfg, train_cfg, x_train, x_test, directory=self.directory, **kwargs)
-        (self.trained if result.source == "trained" else self.loaded).append(name)
+        {"trained": self.trained, "shipped": self.shipped}.get(result.source, self.loaded).append(name)
         return result
 
     def kind(self) -> str:
-        if self.trained and not self.loaded:
-            return "cold"
-        if self.loaded and not self.trained:
-            return "cached"
-        return "partial"
+        groups = {"cold": self.trained, "shipped": self.shipped, "cached": self.loaded}
+        only = [kind for kind, names in groups.items() if names and sum(map(len, groups.values())) == len(names)]
+        return only[0] if only else "partial"
 
     def finish(self, now: float | None = None) -> dict:
-        """Record and return {'seconds', 'kind', 'trained', 'loaded', 'log': {kind: seconds}}."""
+        """Record and return {'seconds', 'kind', 'trained', 'shipped', 'loaded', 'log': {kind: seconds}}."""
         seconds = (time.perf_counter() if now is None else now) - self.start
         kind = self.kind()
         log = {}
@@ -209,10 +209,11 @@ class ModelTracker:
             except (OSError, ValueError):
                 log = {}
         entry = log.setdefault(f"{self.notebook}:{mode_name()}", {})
-        if kind in ("cold", "cached"):
+        if kind != "partial":
             entry[kind] = round(seconds, 1)
             atomic_write(self.log_path, json.dumps(log, indent=1, sort_keys=True).encode())
-        return {"seconds": seconds, "kind": kind, "trained": len(self.trained), "loaded": len(self.loaded),
+        return {"seconds": seconds, "kind": kind, "trained": len(self.trained), "shipped": len(self.shipped),
+                "loaded": len(self.loaded),
                 "log": dict(entry)}
 
 

@@ -10,14 +10,13 @@ so a run stopped half-way continues from there on the next call, on CPU or GPU. 
 chunk's device, epochs and wall time are logged beside the state and end up in the card.
 ``--finish`` needs every epoch done; it measures the test ELBO (test set binarized once
 with ``TEST_BINARIZATION_SEED``) and log p(x) with k = 5,000 importance samples on all
-10,000 test images, and writes ``vae_core/shipped_models/NAME.msgpack``.
+10,000 test images, and writes ``vae_core/shipped_models/NAME.msgpack`` and its card.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import json
-import platform
 import shlex
 import sys
 import time
@@ -27,13 +26,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from vae_core import shipped  # noqa: E402
-from vae_core.checkpoint import load_training_state, save_checkpoint, train_resumable  # noqa: E402
-from vae_core.data import binarize, load_mnist  # noqa: E402
-from vae_core.evaluate import evaluate, log_marginal_likelihood  # noqa: E402
+from vae_core.config import device_name  # noqa: E402
+from vae_core.checkpoint import (fixed_test_set, load_shipped, load_training_state, ship_model,  # noqa: E402
+                                 train_resumable)
+from vae_core.data import load_mnist  # noqa: E402
+from vae_core.evaluate import log_marginal_likelihood  # noqa: E402
 from vae_core.files import atomic_write  # noqa: E402
 from vae_core.models import build_model  # noqa: E402
 from vae_core.train import TrainResult  # noqa: E402
@@ -41,17 +41,8 @@ from vae_core.train import TrainResult  # noqa: E402
 from flax import nnx  # noqa: E402
 
 
-def device_name() -> str:
-    d = jax.devices()[0]
-    return f"{d.device_kind} ({d.platform})" if d.platform != "cpu" else f"CPU ({platform.processor() or 'x86_64'})"
-
-
 def now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def test_set(mnist):
-    return binarize(jax.random.PRNGKey(shipped.TEST_BINARIZATION_SEED), jnp.asarray(mnist.x_test))
 
 
 def train_chunk(spec, state_dir: Path, max_minutes: float | None) -> bool:
@@ -83,7 +74,7 @@ def train_chunk(spec, state_dir: Path, max_minutes: float | None) -> bool:
     return finished
 
 
-def finish(spec, state_dir: Path, out_dir: Path) -> Path:
+def finish(spec, state_dir: Path) -> dict:
     state = load_training_state(state_dir / f"{spec.name}.state", spec.model_config, spec.train_config)
     if state.epochs_done < spec.train_config.epochs:
         sys.exit(f"{spec.name}: only {state.epochs_done} of {spec.train_config.epochs} epochs are done; "
@@ -91,29 +82,25 @@ def finish(spec, state_dir: Path, out_dir: Path) -> Path:
     chunks = json.loads((state_dir / f"{spec.name}.chunks.json").read_text())
     model = nnx.merge(nnx.graphdef(build_model(spec.model_config, 0)), state.params)
     mnist = load_mnist()
-    x = test_set(mnist)
-    t0 = time.perf_counter()
-    elbo = float(evaluate(model, x, jax.random.PRNGKey(shipped.LOGPX_SEED))["elbo"])
-    logpx = np.asarray(log_marginal_likelihood(model, x, jax.random.PRNGKey(shipped.LOGPX_SEED), k=5000,
-                                               progress=True))
-    eval_s = time.perf_counter() - t0
-    devices = sorted({c["device"] for c in chunks})
-    card = {
-        "name": spec.name, "purpose": spec.purpose, "notebook": spec.notebook,
-        "command": f"python scripts/train_shipped.py {spec.name} (repeat until done), then --finish",
-        "device": " + ".join(devices), "chunks": chunks, "epochs": state.epochs_done,
-        "train_minutes": round(sum(c["epoch_seconds"] for c in chunks) / 60, 1),
-        "mnist_sha256": shipped.mnist_checksum(), "test_binarization_seed": shipped.TEST_BINARIZATION_SEED,
-        "test_elbo": round(elbo, 3), "test_logpx": round(float(logpx.mean()), 3),
-        "test_logpx_stderr": round(float(logpx.std(ddof=1) / np.sqrt(len(logpx))), 3),
-        "logpx_k": 5000, "logpx_images": int(len(logpx)), "logpx_seed": shipped.LOGPX_SEED,
-        "eval_device": device_name(), "eval_seconds": round(eval_s, 1), "paper_nll": spec.paper_nll,
-        "finished": now(), "argv": shlex.join(sys.argv),
-    }
     result = TrainResult(model, state.history, spec.model_config, spec.train_config)
-    path = save_checkpoint(out_dir / f"{spec.name}.msgpack", result, extra=card)
+    card = ship_model(spec.name, result, mnist.x_train, mnist.x_test, {
+        "purpose": spec.purpose, "notebook": spec.notebook, "command": shipped.rebuild_command(spec.name),
+        "device": " + ".join(sorted({c["device"] for c in chunks})), "chunks": chunks,
+        "train_minutes": round(sum(c["epoch_seconds"] for c in chunks) / 60, 1),
+        "mnist_sha256": shipped.mnist_checksum(), "paper_nll": spec.paper_nll})
+    stored = load_shipped(spec.name).model          # log p(x) of the weights as stored
+    x = fixed_test_set(mnist.x_test, spec.train_config)
+    t0 = time.perf_counter()
+    logpx = np.asarray(log_marginal_likelihood(stored, x, jax.random.PRNGKey(shipped.LOGPX_SEED), k=5000,
+                                               progress=True))
+    card.update({"test_logpx": round(float(logpx.mean()), 3),
+                 "test_logpx_stderr": round(float(logpx.std(ddof=1) / np.sqrt(len(logpx))), 3),
+                 "logpx_k": 5000, "logpx_images": int(len(logpx)), "logpx_seed": shipped.LOGPX_SEED,
+                 "eval_device": device_name(), "eval_seconds": round(time.perf_counter() - t0, 1),
+                 "finished": now(), "argv": shlex.join(sys.argv)})
+    shipped.write_card(card)
     print(json.dumps({k: v for k, v in card.items() if k != "chunks"}, indent=1))
-    return path
+    return card
 
 
 def main() -> int:
@@ -123,7 +110,6 @@ def main() -> int:
     p.add_argument("--max-minutes", type=float, default=None, help="stop after the epoch that ends past this")
     p.add_argument("--finish", action="store_true")
     p.add_argument("--state-dir", type=Path, default=Path.home() / ".cache" / "vae_course" / "shipped_state")
-    p.add_argument("--out-dir", type=Path, default=shipped.SHIPPED_DIR)
     args = p.parse_args()
     if args.list or not args.name:
         for spec in shipped.SPECS.values():
@@ -132,7 +118,7 @@ def main() -> int:
     spec = shipped.SPECS[args.name]
     args.state_dir.mkdir(parents=True, exist_ok=True)
     if args.finish:
-        finish(spec, args.state_dir, args.out_dir)
+        finish(spec, args.state_dir)
         return 0
     return 0 if train_chunk(spec, args.state_dir, args.max_minutes) else 3
 

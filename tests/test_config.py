@@ -23,3 +23,12 @@ def test_describe_setup_names_mode_and_backend(monkeypatch):
     assert f"devices: {len(jax.devices())} x" in text and jax.__version__ in text
     monkeypatch.delenv("VAE_SMOKE")
     assert "mode:    full" in config.describe_setup()
+
+
+def test_device_name_names_the_device_jax_uses():
+    import jax
+
+    from vae_core.config import device_name
+    d = jax.devices()[0]
+    name = device_name()
+    assert name.endswith(f"({d.platform})") or (d.platform == "cpu" and name.startswith("CPU ("))

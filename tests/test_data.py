@@ -52,6 +52,7 @@ def test_explicit_path_wins_over_environment(monkeypatch, raw, tmp_path):
     assert m.x_test.shape == (10000, 784)
     m = load_mnist(LOCAL)  # a folder works too
     assert "mnist.npz" in m.source
+    assert "source='mnist.npz (local copy)')" in repr(m) and str(Path(LOCAL)) not in repr(m)  # no machine paths
 
 
 def test_checksum_mismatch_names_the_array(raw, tmp_path):
@@ -155,6 +156,7 @@ def test_download_route_through_tfds_manager(mnist_host, tmp_path, monkeypatch):
     monkeypatch.setattr(data, "download_mnist", download_from_local_host)
     first = load_mnist()
     assert len(calls) == 1 and first.source.startswith("tensorflow-datasets download, cached at")
+    assert first.short_source() == "tensorflow-datasets download (cached)" and str(tmp_path) not in repr(first)
     cached = tmp_path / "tfds" / "vae_core" / "mnist.npz"
     assert cached.exists() and str(cached) in first.source
     assert [p.name for p in cached.parent.iterdir() if p.suffix == ".tmp"] == []  # written atomically

@@ -1,6 +1,5 @@
 """vae_core.metrics on inputs whose answer is known: MIG on synthetic codes, k-NN
 accuracy, trustworthiness and active units."""
-import jax
 import numpy as np
 import pytest
 

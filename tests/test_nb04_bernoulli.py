@@ -190,3 +190,22 @@ def test_model_tracker_trusts_the_result_source(tmp_path, monkeypatch):
     third = ModelTracker("nb", directory=tmp_path / "models", log_path=tmp_path / "t.json")
     third.get("m", mcfg, tcfg, x, progress=False)
     assert third.loaded == ["m"]
+
+
+def test_model_tracker_files_shipped_models_apart(tmp_path, monkeypatch):
+    from vae_core import shipped
+    from vae_core.checkpoint import ship_model
+    monkeypatch.delenv("VAE_SMOKE", raising=False)
+    for env in (shipped.RETRAIN_ENV, shipped.SHIP_ENV):
+        monkeypatch.delenv(env, raising=False)
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "shipped")
+    x = np.random.default_rng(3).random((64, 784), dtype=np.float32)
+    mcfg, tcfg = ModelConfig(latent_dim=2, hidden=(8,)), TrainConfig(epochs=1, batch_size=32)
+    first = ModelTracker("nb", directory=tmp_path / "models", log_path=tmp_path / "t.json")
+    ship_model("m", first.get("m", mcfg, tcfg, x, progress=False), x, x[:16],
+               {"notebook": "04", "device": "CPU", "command": "-"})
+    second = ModelTracker("nb", directory=tmp_path / "models", log_path=tmp_path / "t.json")
+    second.get("m", mcfg, tcfg, x, progress=False)
+    summary = second.finish(now=second.start + 2.0)
+    assert (second.shipped, second.loaded, summary["kind"], summary["shipped"]) == (["m"], [], "shipped", 1)
+    assert summary["log"] == {"shipped": 2.0}

@@ -9,7 +9,8 @@ import pytest
 from vae_core import checkpoint as ckpt
 from vae_core import shipped
 from vae_core.data import SHA256
-from vae_core.models import ModelConfig, build_model
+from vae_core.evaluate import evaluate
+from vae_core.models import ModelConfig, build_model, params_to_arrays
 from vae_core.train import TrainConfig, TrainResult, make_optimizer
 
 SMALL = ModelConfig(latent_dim=4, hidden=(32,))
@@ -86,50 +87,120 @@ def test_mnist_checksum_is_stable():
     assert hashlib.sha256("".join(SHA256[k] for k in sorted(SHA256)).encode()).hexdigest() == expected
 
 
-def test_load_shipped_errors_name_the_file_and_the_fix(tmp_path, monkeypatch):
-    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path)
-    with pytest.raises(KeyError, match="nope.*iwae_protocol_vae"):
-        ckpt.load_shipped("nope")
-    with pytest.raises(ckpt.CheckpointError,
-                       match=r"iwae_protocol_vae\.msgpack is missing.*scripts/train_shipped\.py iwae_protocol_vae"):
-        ckpt.load_shipped("iwae_protocol_vae")
-    (tmp_path / "iwae_protocol_vae.msgpack").write_bytes(b"\x93 half a file")
-    with pytest.raises(ckpt.CheckpointError,
-                       match=r"iwae_protocol_vae\.msgpack is corrupt.*scripts/train_shipped\.py iwae_protocol_vae"):
-        ckpt.load_shipped("iwae_protocol_vae")
+@pytest.fixture
+def ship_dir(tmp_path, monkeypatch):
+    """An empty SHIPPED_DIR and model cache, no VAE_RETRAIN / VAE_SHIP."""
+    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "shipped")
+    monkeypatch.setenv(ckpt.CACHE_ENV, str(tmp_path / "cache"))
+    for env in (shipped.RETRAIN_ENV, shipped.SHIP_ENV):
+        monkeypatch.delenv(env, raising=False)
+    return tmp_path / "shipped"
+
+
+def _images(n=128, seed=0):
+    return np.random.default_rng(seed).uniform(size=(n, 784)).astype(np.float32)
 
 
 @pytest.fixture
-def tiny_spec(tmp_path, monkeypatch):
-    """A shipped spec for a tiny model, its file in a temporary SHIPPED_DIR."""
-    monkeypatch.setattr(shipped, "SHIPPED_DIR", tmp_path / "shipped")
-    monkeypatch.setitem(shipped.SPECS, "tiny", shipped.ShippedSpec("tiny", SMALL, FAST, purpose="a test",
-                                                                    notebook="00"))
-    monkeypatch.setenv(ckpt.CACHE_ENV, str(tmp_path / "cache"))
-    monkeypatch.delenv(shipped.RETRAIN_ENV, raising=False)
-    model = build_model(SMALL, 7)
-    ckpt.save_checkpoint(shipped.shipped_path("tiny"), TrainResult(model, {"train_loss": [1.0, 0.5]}, SMALL, FAST),
-                         extra=CARD)
-    return model
+def tiny_shipped(ship_dir):
+    """A tiny model shipped as 'tiny' (trained on _images()), and its card."""
+    result = TrainResult(build_model(SMALL, 7), {"train_loss": [1.0, 0.5], "seconds": [30.0, 30.0]}, SMALL, FAST,
+                         extra={"device": "CPU (x86_64)"})
+    card = ckpt.ship_model("tiny", result, _images(), _images(64, 1),
+                           {"notebook": "00_setup", "device": "CPU (x86_64)", "command": "make it"})
+    return result, card
 
 
-def test_load_shipped_reads_the_model_and_its_card(tiny_spec):
-    result = ckpt.load_shipped("tiny")
-    assert result.source == "shipped" and result.extra == CARD and result.history == {"train_loss": [1.0, 0.5]}
-    assert result.model_config == SMALL and result.train_config == FAST
-    x = jnp.full((2, 784), 0.5)
-    assert np.array_equal(result.model.decoder_output(jnp.ones((2, 4))), tiny_spec.decoder_output(jnp.ones((2, 4))))
-    assert np.array_equal(result.model.encode(x).mean, tiny_spec.encode(x).mean)
+def test_data_fingerprint_tells_data_sets_apart():
+    x = _images(200)
+    assert shipped.data_fingerprint(x) == shipped.data_fingerprint(x.copy())
+    assert shipped.data_fingerprint(x) != shipped.data_fingerprint(x[:100])   # a subset
+    assert shipped.data_fingerprint(x) != shipped.data_fingerprint(_images(200, 1))
+    assert len(shipped.data_fingerprint(x)) == 16
 
 
-def test_train_or_load_prefers_the_shipped_model(tiny_spec, capsys, monkeypatch):
-    images = np.full((128, 784), 0.5, np.float32)
-    result = ckpt.train_or_load("anything", SMALL, FAST, images, progress=False)
-    assert result.source == "shipped" and result.extra == CARD
-    assert "shipped model tiny: 3,280 epochs" in capsys.readouterr().out
+def test_ship_model_writes_float16_weights_and_a_card_measured_on_them(tiny_shipped):
+    result, card = tiny_shipped
+    assert shipped.load_cards() == {"tiny": card}
+    assert ModelConfig.from_dict(card["model_config"]) == SMALL and TrainConfig.from_dict(card["train_config"]) == FAST
+    assert card["epochs"] == 2 and card["train_minutes"] == 1.0 and card["notebook"] == "00_setup"
+    assert card["train_data"] == shipped.data_fingerprint(_images()) and card["train_shape"] == [128, 784]
+    assert card["test_images"] == 64 and card["stored_dtype"] == "float16"
+    assert card["file_sha256"] == ckpt.file_sha256(shipped.shipped_path("tiny"))
+    stored = ckpt.load_checkpoint(shipped.shipped_path("tiny"))
+    arrays = {k: np.asarray(v) for k, v in params_to_arrays(result.model).items()}
+    for k, v in params_to_arrays(stored.model).items():   # float16-rounded, loaded back as float32
+        assert v.dtype == np.float32
+        np.testing.assert_array_equal(v, arrays[k].astype(np.float16).astype(np.float32))
+    x = ckpt.fixed_test_set(_images(64, 1), FAST)
+    assert set(np.unique(np.asarray(x))) <= {0.0, 1.0}
+    elbo = float(evaluate(stored.model, x, jax.random.PRNGKey(shipped.LOGPX_SEED))["elbo"])
+    assert abs(elbo - card["test_elbo"]) < 1e-3
+    assert abs(card["test_elbo"] - card["test_elbo_float32"]) < 0.5
+
+
+def test_train_or_load_prefers_the_shipped_model(tiny_shipped, capsys, monkeypatch):
+    result = ckpt.train_or_load("anything", SMALL, FAST, _images(), progress=False)
+    assert result.source == "shipped" and result.extra["name"] == "tiny"
+    assert "shipped model tiny: 2 epochs on CPU (x86_64) (1 min)" in capsys.readouterr().out
+    # same configs, other data: not the shipped model
+    assert ckpt.train_or_load("anything", SMALL, FAST, _images(seed=5), progress=False).source == "trained"
+    other = TrainConfig.from_dict({**FAST.to_dict(), "seed": 4})
+    assert ckpt.train_or_load("anything", SMALL, other, _images(), progress=False).source == "trained"
     monkeypatch.setenv(shipped.RETRAIN_ENV, "1")
     assert ckpt.retrain_requested()
-    retrained = ckpt.train_or_load("anything", SMALL, FAST, images, progress=False)
+    retrained = ckpt.train_or_load("anything", SMALL, FAST, _images(), progress=False)
     assert retrained.source == "trained" and len(retrained.history["train_loss"]) == FAST.epochs
+    assert retrained.extra["device"] and retrained.extra["wall_seconds"] > 0
     monkeypatch.setenv(shipped.RETRAIN_ENV, "0")
     assert not ckpt.retrain_requested()
+
+
+def test_a_damaged_or_missing_shipped_file_names_itself_and_the_fix(tiny_shipped):
+    path = shipped.shipped_path("tiny")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 1
+    path.write_bytes(bytes(data))
+    with pytest.raises(ckpt.CheckpointError, match=r"tiny\.msgpack is corrupt or was changed.*"
+                       r"scripts/ship_models\.py 00 --from-scratch.*VAE_RETRAIN=1"):
+        ckpt.train_or_load("anything", SMALL, FAST, _images(), progress=False)
+    path.unlink()
+    with pytest.raises(ckpt.CheckpointError, match=r"tiny\.msgpack is missing.*git checkout"):
+        ckpt.load_shipped("tiny")
+    with pytest.raises(KeyError, match="nope.*tiny"):
+        ckpt.load_shipped("nope")
+
+
+def test_ship_mode_writes_the_notebooks_model_and_never_loads_a_shipped_one(ship_dir, monkeypatch):
+    monkeypatch.setenv(shipped.SHIP_ENV, "00_setup_and_tour")
+    result = ckpt.train_or_load("00_small", SMALL, FAST, _images(), _images(64, 1), progress=False)
+    assert result.source == "trained"
+    card = shipped.load_cards()["00_small"]
+    assert card["notebook"] == "00_setup_and_tour" and card["mnist_sha256"] == shipped.mnist_checksum()
+    assert card["command"] == "python scripts/ship_models.py 00 --from-scratch"
+    assert card["device"] == result.extra["device"] and card["epochs"] == FAST.epochs
+    again = ckpt.train_or_load("00_small", SMALL, FAST, _images(), _images(64, 1), progress=False)
+    assert again.source == "cache"   # from the cache, not from the shipped file it just wrote
+    monkeypatch.delenv(shipped.SHIP_ENV)
+    assert ckpt.train_or_load("00_small", SMALL, FAST, _images(), progress=False).source == "shipped"
+
+
+def test_models_table_has_one_row_per_card(tiny_shipped):
+    _, card = tiny_shipped
+    table = shipped.models_table({"tiny": card, "tiny2": {**card, "name": "tiny2", "test_logpx": -90.5,
+                                                           "test_logpx_stderr": 0.25, "logpx_k": 5000}})
+    rows = [r for r in table.splitlines() if r.startswith("| `")]
+    assert len(rows) == 2 and rows[0].startswith("| `tiny` | 00_setup |")
+    assert "bernoulli VAE, MLP 32 relu, 4 latents" in rows[0] and "ELBO, beta = 1" in rows[0]
+    assert "2 epochs, batch 64, 128 images, 1 min" in rows[0] and "—" in rows[0]
+    assert "log p(x) -90.50 ± 0.25 (k = 5,000)" in rows[1]
+    assert "MIG 0.123 (100 images)" in shipped.models_table({"t": {**card, "mig": 0.1234, "mig_images": 100}})
+    assert "2 models" in table
+
+
+def test_ship_mode_ships_a_model_once_under_its_first_name(ship_dir, monkeypatch, capsys):
+    monkeypatch.setenv(shipped.SHIP_ENV, "00_setup_and_tour")
+    ckpt.train_or_load("00_first", SMALL, FAST, _images(), _images(64, 1), progress=False)
+    ckpt.train_or_load("00_second", SMALL, FAST, _images(), _images(64, 1), progress=False)
+    assert list(shipped.load_cards()) == ["00_first"]
+    assert "not shipping 00_second: the same model is shipped as 00_first" in capsys.readouterr().out

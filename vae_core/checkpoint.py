@@ -29,6 +29,9 @@ from flax import nnx
 
 from . import __version__
 from . import shipped
+from .config import device_name
+from .data import binarize
+from .evaluate import evaluate
 from .files import atomic_write
 from .models import VAE, ModelConfig, build_model, model_from_arrays, params_to_arrays
 from .train import EpochEnd, TrainConfig, TrainingState, TrainResult, make_optimizer, train
@@ -90,14 +93,19 @@ def _check_configs(path, saved: tuple, given: tuple) -> None:
 RETRAIN_HINT = "Delete it, or call train_or_load(..., on_corrupt='retrain')."
 
 
-def save_checkpoint(path, result: TrainResult, extra: dict | None = None) -> Path:
+def save_checkpoint(path, result: TrainResult, extra: dict | None = None, dtype=None) -> Path:
     """Write parameters, configs and history to ``path`` atomically. Returns the path.
 
     extra: optional JSON-able facts stored beside them (a shipped model's card).
+    dtype: store the parameters in this dtype (e.g. 'float16'); loading casts them back
+    to the model's float32.
     """
     meta = {"model_config": result.model_config.to_dict(), "train_config": result.train_config.to_dict(),
             "history": result.history, "vae_core_version": __version__, "extra": extra or {}}
-    return atomic_write(path, _seal({"params": params_to_arrays(result.model), "meta": json.dumps(meta)}, FORMAT))
+    params = params_to_arrays(result.model)
+    if dtype is not None:
+        params = {k: np.asarray(v, dtype) for k, v in params.items()}
+    return atomic_write(path, _seal({"params": params, "meta": json.dumps(meta)}, FORMAT))
 
 
 def load_checkpoint(path, *, model_config: ModelConfig | None = None,
@@ -177,20 +185,73 @@ def train_resumable(state_path, model_config: ModelConfig, train_config: TrainCo
 
 
 # ----------------------------------------------------------------------------- shipped models and the cache
+def file_sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def load_shipped(name: str) -> TrainResult:
-    """Load a shipped model by name; a damaged or missing file raises CheckpointError
-    naming the file and the command that rebuilds it."""
-    if name not in shipped.SPECS:
-        raise KeyError(f"no shipped model named {name!r}; the shipped models are {sorted(shipped.SPECS)}")
-    spec = shipped.SPECS[name]
+    """Load a shipped model by name, its card in ``result.extra``. A missing, damaged or
+    altered file (SHA-256 not the card's) raises CheckpointError naming the file and how
+    to rebuild it or train instead."""
+    cards = shipped.load_cards()
+    if name not in cards:
+        raise KeyError(f"no shipped model named {name!r}; the shipped models are {sorted(cards)}")
+    card = cards[name]
     path = shipped.shipped_path(name)
-    fix = (f"Rebuild it with `python scripts/train_shipped.py {name}` (resumable), "
-           f"or set {shipped.RETRAIN_ENV}=1 to train the notebook's model from scratch instead.")
+    fix = (f"Rebuild it with `{shipped.rebuild_command(name, card.get('notebook'))}`, restore it with "
+           f"`git checkout -- vae_core/shipped_models/{path.name}`, or set {shipped.RETRAIN_ENV}=1 to "
+           f"train the notebook's model from scratch instead.")
     if not path.exists():
         raise CheckpointError(f"The shipped model file {path} is missing. {fix}")
-    result = load_checkpoint(path, model_config=spec.model_config, train_config=spec.train_config, fix=fix)
-    result.source = "shipped"
+    if file_sha256(path) != card["file_sha256"]:
+        raise CheckpointError(f"The shipped model file {path} is corrupt or was changed: its SHA-256 is not "
+                              f"the one in {shipped.cards_path().name}. {fix}")
+    result = load_checkpoint(path, model_config=ModelConfig.from_dict(card["model_config"]),
+                             train_config=TrainConfig.from_dict(card["train_config"]), fix=fix)
+    result.source, result.extra = "shipped", card
     return result
+
+
+def fixed_test_set(x_test, train_config: TrainConfig):
+    """The test images every shipped metric uses: binarized once with TEST_BINARIZATION_SEED
+    when the model was trained on binarized data, else as they are. x_test: [n, D]."""
+    x = jnp.asarray(x_test, jnp.float32)
+    return binarize(jax.random.PRNGKey(shipped.TEST_BINARIZATION_SEED), x) if train_config.binarize else x
+
+
+def ship_model(name: str, result: TrainResult, x_train, x_test, card: dict) -> dict:
+    """Store ``result`` as the shipped model ``name`` (float16 parameters) with its card.
+
+    The card gets the configs, the data fingerprints, the file's SHA-256 and size, and the
+    test ELBO measured on the stored weights (one sample per image, key LOGPX_SEED, on
+    :func:`fixed_test_set` of every image in x_test) beside the float32 weights' value.
+    card: the facts the caller knows (notebook, device, command, ...). Returns the card.
+    """
+    path = shipped.shipped_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = fixed_test_set(x_test, result.train_config)
+    key = jax.random.PRNGKey(shipped.LOGPX_SEED)
+    before = {k: float(v) for k, v in evaluate(result.model, x, key).items() if k != "kl_per_dim"}
+    save_checkpoint(path, result, dtype=shipped.STORED_DTYPE)
+    stored = load_checkpoint(path).model
+    after = {k: float(v) for k, v in evaluate(stored, x, key).items() if k != "kl_per_dim"}
+    history = result.history
+    card = {
+        "name": name, "purpose": shipped.PURPOSES.get(name, card.get("purpose", "")),
+        "epochs": len(history.get("train_loss", [])),
+        "train_minutes": round(float(np.sum(history.get("seconds", [0.0]))) / 60, 1),
+        **card,
+        "model_config": result.model_config.to_dict(), "train_config": result.train_config.to_dict(),
+        "train_data": shipped.data_fingerprint(x_train), "train_shape": list(np.shape(x_train)),
+        "test_data": shipped.data_fingerprint(x_test), "test_images": int(len(x)),
+        "test_binarization_seed": shipped.TEST_BINARIZATION_SEED if result.train_config.binarize else None,
+        "test_elbo": round(after["elbo"], 4), "test_rec": round(after["rec"], 4), "test_kl": round(after["kl"], 4),
+        "test_elbo_float32": round(before["elbo"], 4), "stored_dtype": shipped.STORED_DTYPE,
+        "file_sha256": file_sha256(path), "file_bytes": path.stat().st_size,
+    }
+    card = json.loads(json.dumps(card))  # plain JSON types, as load_cards() returns them
+    shipped.write_card(card)
+    return card
 
 
 def retrain_requested() -> bool:
@@ -201,38 +262,54 @@ def retrain_requested() -> bool:
 def train_or_load(name: str, model_config: ModelConfig, train_config: TrainConfig, x_train, x_test=None,
                   *, retrain: bool = False, on_corrupt: str = "error", progress: bool = True,
                   directory=None) -> TrainResult:
-    """Load the cached model for these configs, or train it and cache it.
+    """The shipped model for these configs, else the cached one, else train it and cache it.
 
+    A model shipped with the course (:mod:`vae_core.shipped`) trained with exactly these
+    configs on this data is loaded first (its SHA-256 checked), with one printed line
+    saying what it is; ``VAE_RETRAIN=1`` or retrain=True trains from scratch into the
+    cache instead.
     name: a readable prefix of the cache file; the file name also carries a hash of both
     configs and the data, so changing any setting trains a new model, and a model that
     another notebook cached under another name with the same settings is loaded.
     on_corrupt: 'error' raises CheckpointError for a damaged or outdated cache file;
-    'retrain' trains again and overwrites it. retrain=True ignores the cache.
-    A model shipped with the course (:mod:`vae_core.shipped`) for exactly these configs is
-    loaded first, with one printed line saying what it is; ``VAE_RETRAIN=1`` or
-    retrain=True trains from scratch into the cache instead.
+    'retrain' trains again and overwrites it.
+    With ``VAE_SHIP`` set (scripts/ship_models.py) the model is also written as the
+    shipped model ``name``, with its card.
     ``result.source`` says what happened: 'shipped', 'cache' (loaded) or 'trained'.
     """
     if on_corrupt not in ("error", "retrain"):
         raise ValueError(f"on_corrupt must be 'error' or 'retrain', got {on_corrupt!r}")
     retrain = retrain or retrain_requested()
-    spec = shipped.find_spec(model_config, train_config)
-    if spec is not None and not retrain and shipped.shipped_path(spec.name).exists():
-        result = load_shipped(spec.name)
+    notebook = shipped.ship_requested()  # building the shipped models: never load one
+    card = None if retrain or notebook else shipped.find_card(model_config, train_config, x_train)
+    if card is not None:
+        result = load_shipped(card["name"])
         print(shipped.describe(result))
         return result
     path = cache_path(name, model_config, train_config, x_train, directory)
     found = find_cached(path)
+    result = None
     if found is not None and not retrain:
         try:
             result = load_checkpoint(found, model_config=model_config, train_config=train_config)
             result.source = "cache"
-            return result
         except CheckpointError:
             if on_corrupt == "error":
                 raise
-    result = train(model_config, train_config, x_train, x_test, progress=progress, desc=name)
-    save_checkpoint(path, result)
+    if result is None:
+        start = time.perf_counter()
+        result = train(model_config, train_config, x_train, x_test, progress=progress, desc=name)
+        result.extra = {"device": device_name(), "wall_seconds": round(time.perf_counter() - start, 1)}
+        save_checkpoint(path, result, extra=result.extra)
+    twin = shipped.find_card(model_config, train_config, x_train) if notebook else None
+    if twin is not None and twin["name"] != name:
+        print(f"not shipping {name}: the same model is shipped as {twin['name']}")
+    elif notebook and x_test is not None:
+        ship_model(name, result, x_train, x_test, {
+            "notebook": notebook, "command": shipped.rebuild_command(name, notebook),
+            "device": result.extra.get("device", "not recorded (trained before devices were recorded)"),
+            "wall_seconds": result.extra.get("wall_seconds"),
+            "mnist_sha256": shipped.mnist_checksum() if np.shape(x_train)[1] == 784 else None})
     return result
 
 
@@ -253,5 +330,5 @@ def cache_path(name, model_config, train_config, x_train, directory=None) -> Pat
 
 
 __all__ = ["CACHE_ENV", "CheckpointError", "cache_dir", "save_checkpoint",
-           "load_checkpoint", "load_shipped", "retrain_requested", "save_training_state", "load_training_state", "train_resumable", "train_or_load",
+           "load_checkpoint", "file_sha256", "load_shipped", "fixed_test_set", "ship_model", "retrain_requested", "save_training_state", "load_training_state", "train_resumable", "train_or_load",
            "find_cached", "cache_path"]

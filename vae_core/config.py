@@ -30,6 +30,14 @@ def mode_name() -> str:
     return "smoke" if smoke_mode() else "full"
 
 
+def device_name() -> str:
+    """The device JAX computes on, in a few words: 'NVIDIA H200 (gpu)', 'CPU (x86_64)'."""
+    import jax
+
+    d = jax.devices()[0]
+    return f"{d.device_kind} ({d.platform})" if d.platform != "cpu" else f"CPU ({platform.machine()})"
+
+
 def describe_setup() -> str:
     """One paragraph naming the mode, the JAX backend and its devices."""
     import jax
@@ -45,4 +53,4 @@ def describe_setup() -> str:
     return "\n".join(lines)
 
 
-__all__ = ["SMOKE_ENV", "smoke_mode", "pick", "mode_name", "describe_setup"]
+__all__ = ["SMOKE_ENV", "smoke_mode", "pick", "mode_name", "device_name", "describe_setup"]

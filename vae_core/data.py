@@ -88,8 +88,14 @@ class MNIST:
     def __repr__(self) -> str:
         return (
             f"MNIST(train={self.x_train.shape}, test={self.x_test.shape}, "
-            f"pixels in [{self.x_train.min():.0f}, {self.x_train.max():.0f}], source={self.source!r})"
+            f"pixels in [{self.x_train.min():.0f}, {self.x_train.max():.0f}], source={self.short_source()!r})"
         )
+
+    def short_source(self) -> str:
+        """The source without the machine's folders (what a printed notebook shows)."""
+        if self.source.startswith("tensorflow-datasets download"):
+            return "tensorflow-datasets download (cached)"
+        return f"{Path(self.source).name} (local copy)" if self.source else ""
 
 
 def load_mnist(path: str | os.PathLike | None = None, *, verify: bool = True) -> MNIST:

@@ -1,13 +1,22 @@
-"""Trained models shipped with the course, and how they were made.
+"""Trained models shipped with the course, their cards, and how they were made.
 
-Each shipped model is a checkpoint in ``vae_core/shipped_models/<name>.msgpack`` (the
-same sealed format as the model cache, see :mod:`vae_core.checkpoint`) whose ``extra``
-holds its card: what it is for, the exact command that rebuilds it, the device, epochs
-and wall time of its training, the MNIST checksum, and metrics measured on the stored
-weights. :data:`SPECS` lists them with the configs that train them;
-:func:`vae_core.checkpoint.train_or_load` (through ``load_shipped``) loads a shipped model when a notebook asks for exactly these configs in full mode.
+Each shipped model is a checkpoint ``vae_core/shipped_models/<name>.msgpack`` (the sealed
+format of :mod:`vae_core.checkpoint`, parameters stored as float16 to halve the size) and
+a card in ``vae_core/shipped_models/cards.json``: the configs and the data it was trained
+on (a fingerprint), the file's SHA-256, what it is for, the command that rebuilds it, the
+device, epochs and wall time of its training, the MNIST checksum, and metrics measured on
+the stored weights. ``MODELS.md`` is the cards as a table (``scripts/models_table.py``).
 
-Rebuild one from scratch (resumable in chunks, CPU or GPU)::
+:func:`vae_core.checkpoint.train_or_load` looks here first: a card with the same model
+config, training config and training data means the notebook gets the shipped model
+(checksum verified) instead of training one. ``VAE_RETRAIN=1`` trains from scratch.
+
+Two kinds of shipped model, two ways to rebuild one:
+
+* a notebook's own models: ``python scripts/ship_models.py 04`` runs notebook 04 in full
+  mode with ``VAE_SHIP`` set, so every ``train_or_load`` writes its model and card here
+  (``--from-scratch`` trains each into a fresh cache; a stopped run resumes by model);
+* long runs that no notebook trains, listed in :data:`SPECS` with their configs::
 
     python scripts/train_shipped.py iwae_protocol_vae --max-minutes 60   # repeat until done
     python scripts/train_shipped.py iwae_protocol_vae --finish           # metrics + card + file
@@ -16,8 +25,13 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
+import os
 from pathlib import Path
 
+import numpy as np
+
+from .files import atomic_write
 from .models import ModelConfig
 from .train import TrainConfig, TrainResult
 
@@ -25,6 +39,8 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "shipped_models"
 TEST_BINARIZATION_SEED = 2015   # the test set is binarized once, with this key, for every metric
 LOGPX_SEED = 5000               # key of the importance samples of log p(x)
 RETRAIN_ENV = "VAE_RETRAIN"
+SHIP_ENV = "VAE_SHIP"           # set (to the notebook's name) by scripts/ship_models.py
+STORED_DTYPE = "float16"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,17 +78,93 @@ SPECS = {spec.name: spec for spec in [
                 notebook="04", paper_nll=84.78),
 ]}
 
+# What each notebook model is for (MODELS.md's first column); the configs live in the notebooks.
+PURPOSES = {
+    "01_ae_2d": "plain autoencoder with a 2-d code: the gaps in its latent space",
+    "01_vae_2d": "VAE with a 2-d code, same network: a latent space with no gaps",
+    "04_main_L20": "the notebook's main VAE (20 latents): samples, reconstructions, explorers",
+    "04_sweep_L2": "latent-size sweep, 2 latents: the 2-d manifold",
+    "04_sweep_L5": "latent-size sweep, 5 latents",
+    "04_sweep_L10": "latent-size sweep, 10 latents",
+    "04_sweep_L20": "latent-size sweep, 20 latents",
+    "04_sweep_L50": "latent-size sweep, 50 latents (also the beta = 1 run of the KL study)",
+    "04_warmup_L50": "KL warm-up 0 -> 1: active units against beta = 1 from the start",
+    "04_beta0_L50": "beta = 0 (a noisy autoencoder): what the KL term buys",
+    "05_mnist_beta0.5": "beta-VAE on MNIST, beta = 0.5: traversals and KL per latent",
+    "05_mnist_beta1": "beta-VAE on MNIST, beta = 1",
+    "05_mnist_beta2": "beta-VAE on MNIST, beta = 2",
+    "05_mnist_beta4": "beta-VAE on MNIST, beta = 4",
+    "05_mnist_beta8": "beta-VAE on MNIST, beta = 8",
+    "05_mnist_beta16": "beta-VAE on MNIST, beta = 16",
+    "05_sprites32_capacity_seed0": "capacity-annealed objective (Burgess et al.), C -> 12 nats",
+    "06_ae": "autoencoder codes for t-SNE",
+    "06_vae_beta0": "VAE beta = 0 codes for t-SNE",
+    "06_vae_beta1": "VAE beta = 1 codes for t-SNE",
+    "06_vae_beta4": "beta-VAE beta = 4 codes for t-SNE",
+}
+PURPOSES.update({f"05_sprites32_beta{b}_seed{s}": f"conv beta-VAE on sprites, beta = {b}, seed {s}: MIG"
+                 for b in (1, 4, 8, 16) for s in (0, 1, 2)})
+
+
+def cards_path() -> Path:
+    return SHIPPED_DIR / "cards.json"
+
+
+def load_cards() -> dict:
+    """{name: card} of every shipped model ({} when none is shipped)."""
+    path = cards_path()
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_card(card: dict) -> None:
+    """Add or replace one card (keyed by card['name']) in cards.json, atomically."""
+    cards = load_cards()
+    cards[card["name"]] = card
+    atomic_write(cards_path(), (json.dumps(dict(sorted(cards.items())), indent=1) + "\n").encode())
+
+
+def data_fingerprint(x) -> str:
+    """A short SHA-256 of a data set x: [n, D]: its shape and every 61st row, as float32.
+    Tells MNIST from sprites and a 10,000-image subset from the full training set."""
+    x = np.asarray(x)
+    rows = np.ascontiguousarray(x[::61], dtype=np.float32)
+    return hashlib.sha256(repr(x.shape).encode() + rows.tobytes()).hexdigest()[:16]
+
+
+def find_card(model_config: ModelConfig, train_config: TrainConfig, x_train) -> dict | None:
+    """The card of the shipped model trained with exactly these configs on this data, or None."""
+    want = json.loads(json.dumps([model_config.to_dict(), train_config.to_dict()]))  # as JSON stores them
+    fingerprint = None
+    for card in load_cards().values():
+        if [card["model_config"], card["train_config"]] == want:
+            fingerprint = fingerprint or data_fingerprint(x_train)
+            if card["train_data"] == fingerprint:
+                return card
+    return None
+
+
+def find_spec(model_config: ModelConfig, train_config: TrainConfig) -> ShippedSpec | None:
+    """The entry of :data:`SPECS` trained with exactly these configs, or None."""
+    for spec in SPECS.values():
+        if spec.model_config == model_config and spec.train_config == train_config:
+            return spec
+    return None
+
 
 def shipped_path(name: str) -> Path:
     return SHIPPED_DIR / f"{name}.msgpack"
 
 
-def find_spec(model_config: ModelConfig, train_config: TrainConfig) -> ShippedSpec | None:
-    """The shipped spec trained with exactly these configs, or None."""
-    for spec in SPECS.values():
-        if spec.model_config == model_config and spec.train_config == train_config:
-            return spec
-    return None
+def rebuild_command(name: str, notebook: str | None = None) -> str:
+    """The command that rebuilds the shipped model ``name`` from scratch."""
+    if name in SPECS:
+        return f"python scripts/train_shipped.py {name} (repeat until done), then --finish"
+    return f"python scripts/ship_models.py {(notebook or name)[:2]} --from-scratch"
+
+
+def ship_requested() -> str | None:
+    """The notebook name in ``VAE_SHIP`` (set by scripts/ship_models.py), or None."""
+    return os.environ.get(SHIP_ENV, "").strip() or None
 
 
 def describe(result: TrainResult) -> str:
@@ -91,6 +183,60 @@ def describe(result: TrainResult) -> str:
     return ", ".join(parts)
 
 
+def _architecture(m: dict) -> str:
+    side = "x".join(map(str, m["image_shape"]))
+    if m["architecture"] == "conv":
+        net = f"conv {'-'.join(map(str, m['conv_channels']))} on {side}"
+    else:
+        net = f"MLP {'-'.join(map(str, m['hidden']))} {m['activation']}"
+    kind = "AE" if m["deterministic"] else f"{m['likelihood']} VAE"
+    return f"{kind}, {net}, {m['latent_dim']} latents"
+
+
+def _objective(t: dict, m: dict) -> str:
+    if m["deterministic"]:
+        return "reconstruction"
+    if t["objective"] == "iwae":
+        return f"IWAE bound, k = {t['iwae_k']}"
+    if t["objective"] == "capacity":
+        return f"capacity C -> {t['capacity_max']:g} nats, gamma = {t['gamma']:g}"
+    warm = f", warm-up {t['warmup_epochs']:g} epochs" if t["warmup_epochs"] else ""
+    return f"ELBO, beta = {t['beta']:g}{warm}"
+
+
+def models_table(cards: dict) -> str:
+    """MODELS.md's table: one row per card, in name order (scripts/models_table.py writes it)."""
+    head = ("| model | notebook | what it is for | architecture | objective | budget | trained on | "
+            "test ELBO (nats) | log p(x) (nats) or MIG | file |\n|---|---|---|---|---|---|---|---|---|---|")
+    rows = [head]
+    for name, c in sorted(cards.items()):
+        m, t = c["model_config"], c["train_config"]
+        n_train = c["train_shape"][0]
+        budget = f"{c['epochs']:,} epochs, batch {t['batch_size']}, {n_train:,} images, {c['train_minutes']:g} min"
+        elbo = f"{c['test_elbo']:.2f} ({c['test_images']:,} images; float32 {c['test_elbo_float32']:.2f})"
+        if m["deterministic"]:  # an autoencoder has no KL term: its "ELBO" is log p(x|z) alone
+            elbo = f"log p(x\\|z) {elbo}"
+        if "test_logpx" in c:
+            metric = f"log p(x) {c['test_logpx']:.2f} ± {c['test_logpx_stderr']:.2f} (k = {c['logpx_k']:,})"
+        elif "mig" in c:
+            metric = f"MIG {c['mig']:.3f} ({c['mig_images']:,} images)"
+        else:
+            metric = "—"
+        size = f"{c['file_bytes'] / 2**20:.2f} MB"
+        rows.append(f"| `{name}` | {c['notebook']} | {c['purpose']} | {_architecture(m)} | {_objective(t, m)} | "
+                    f"{budget} | {c['device']} | {elbo} | {metric} | {size} |")
+    total = sum(c["file_bytes"] for c in cards.values()) / 2**20
+    rows.append(f"\n{len(cards)} models, {total:.1f} MB in all.")
+    if cards:
+        cost = {n: abs(c["test_elbo"] - c["test_elbo_float32"]) for n, c in cards.items()}
+        worst = max(cost, key=cost.get)
+        rows.append(f"Storing float16 instead of float32 halves the files and moved the test ELBO by "
+                    f"{cost[worst]:.4f} nats at most (`{worst}`), {np.mean(list(cost.values())):.4f} on average.")
+    notes = sorted({c["device_note"] for c in cards.values() if "device_note" in c})
+    rows += [f"\n\\* {note}." for note in notes]
+    return "\n".join(rows) + "\n"
+
+
 def mnist_checksum() -> str:
     """One SHA-256 over the four MNIST arrays' checksums (vae_core.data.SHA256)."""
     from .data import SHA256
@@ -98,5 +244,7 @@ def mnist_checksum() -> str:
     return hashlib.sha256("".join(SHA256[k] for k in sorted(SHA256)).encode()).hexdigest()
 
 
-__all__ = ["SHIPPED_DIR", "TEST_BINARIZATION_SEED", "LOGPX_SEED", "RETRAIN_ENV", "ShippedSpec", "iwae_protocol",
-           "SPECS", "shipped_path", "find_spec", "describe", "mnist_checksum"]
+__all__ = ["SHIPPED_DIR", "TEST_BINARIZATION_SEED", "LOGPX_SEED", "RETRAIN_ENV", "SHIP_ENV", "STORED_DTYPE",
+           "ShippedSpec", "iwae_protocol", "SPECS", "PURPOSES", "cards_path", "load_cards", "write_card",
+           "data_fingerprint", "find_card", "find_spec", "shipped_path", "rebuild_command", "ship_requested",
+           "describe", "models_table", "mnist_checksum"]

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import logging
 import os
 
 import numpy as np
@@ -217,7 +218,13 @@ def load_tfds_dsprites(n: int | None = None, size: int = 64, seed: int = 0, *, d
     except ImportError as err:  # pragma: no cover - tfds is a course dependency
         raise SpritesUnavailable(f"tensorflow_datasets is not installed ({err}).") from err
     data_dir = data_dir or os.environ.get("TFDS_DATA_DIR")
-    builder = tfds.builder("dsprites", data_dir=data_dir)
+    absl_log = logging.getLogger("absl")   # TFDS warns about empty variant folders it finds
+    level = absl_log.level
+    absl_log.setLevel(logging.ERROR)
+    try:
+        builder = tfds.builder("dsprites", data_dir=data_dir)
+    finally:
+        absl_log.setLevel(level)
     if not builder.is_prepared():
         offline = can_connect(*TFDS_HOST)
         if offline is not None:

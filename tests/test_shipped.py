@@ -77,6 +77,8 @@ def test_describe_reads_the_card():
     bare = {k: CARD[k] for k in ("name", "epochs", "device", "train_minutes")}
     result.extra = bare
     assert shipped.describe(result) == "shipped model tiny: 3,280 epochs on NVIDIA H200 (gpu) (41 min)"
+    result.extra = {**bare, "train_minutes": 0.4}
+    assert shipped.describe(result) == "shipped model tiny: 3,280 epochs on NVIDIA H200 (gpu) (24 s)"
     result.extra = {}
     assert shipped.describe(result).startswith("shipped model ?")  # a card without facts still prints
 

@@ -173,8 +173,9 @@ def describe(result: TrainResult) -> str:
     card = result.extra
     epochs = card.get("epochs")
     epochs = f"{epochs:,}" if isinstance(epochs, int) else "?"  # a card without it still prints
-    parts = [f"shipped model {card.get('name', '?')}: {epochs} epochs on "
-             f"{card.get('device', '?')} ({card.get('train_minutes', float('nan')):.0f} min)"]
+    minutes = card.get("train_minutes", float("nan"))
+    took = f"{minutes * 60:.0f} s" if minutes < 1 else f"{minutes:.0f} min"
+    parts = [f"shipped model {card.get('name', '?')}: {epochs} epochs on {card.get('device', '?')} ({took})"]
     if "test_logpx" in card:
         parts.append(f"test log p(x) {card['test_logpx']:.2f} nats (k = {card['logpx_k']}, "
                      f"{card['logpx_images']:,} images)")
@@ -224,7 +225,7 @@ def models_table(cards: dict) -> str:
             metric = "—"
         size = f"{c['file_bytes'] / 2**20:.2f} MB"
         rows.append(f"| `{name}` | {c['notebook']} | {c['purpose']} | {_architecture(m)} | {_objective(t, m)} | "
-                    f"{budget} | {c['device']} | {elbo} | {metric} | {size} |")
+                    f"{budget} | {c['device']}{'*' if 'device_note' in c else ''} | {elbo} | {metric} | {size} |")
     total = sum(c["file_bytes"] for c in cards.values()) / 2**20
     rows.append(f"\n{len(cards)} models, {total:.1f} MB in all.")
     if cards:

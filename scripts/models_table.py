@@ -21,10 +21,15 @@ below and more, is in `vae_core/shipped_models/cards.json`). A notebook loads on
 asks for exactly its model and training configs on the same data, checks its SHA-256, and
 prints one line saying what it loaded. `VAE_RETRAIN=1` trains from scratch instead.
 
-- **test ELBO**: one sample per image on the test set binarized once (key
-  `TEST_BINARIZATION_SEED` = 2015), measured on the stored float16 weights; in brackets
+- **test ELBO**: one sample per image, measured on the stored float16 weights; in brackets
   the same number for the float32 weights before storing, so the cost of float16 is shown.
-- **log p(x)**: importance-sampled with k samples on all 10,000 test images (± standard error).
+  MNIST models: the 10,000 test images binarized once (key `TEST_BINARIZATION_SEED` = 2015).
+  Sprite models: the first 2,000 sprites of notebook 05's procedural set (binary already),
+  which they were also trained on. For an autoencoder the number is log p(x|z) alone.
+- **log p(x)**: importance-sampled with k samples on all 10,000 test images (± standard
+  error), added by `python scripts/measure_shipped.py` (about 4 minutes a model on a 2-core
+  CPU); "—" where it has not been measured yet. **MIG** for the sprite models: on the first
+  10,000 sprites.
 - **Rebuild** a notebook's models with `python scripts/ship_models.py NN --from-scratch`
   (resumable model by model), a long run with `python scripts/train_shipped.py NAME`
   (resumable in chunks); each card records the command.

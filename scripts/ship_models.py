@@ -5,9 +5,12 @@
     python scripts/ship_models.py 04 --from-scratch
     python scripts/models_table.py               # then refresh MODELS.md
 
---from-scratch trains every model again, into its own cache folder
-(~/.cache/vae_course/ship_build), so a run stopped half-way resumes: the models it
-finished load from there. The notebooks themselves are not changed (they run on a copy).
+Without --from-scratch a model comes from the user's model cache when it is there (the
+card then says its device was not recorded, unless the cached file recorded it).
+--from-scratch trains every model in its own cache folder (~/.cache/vae_course/ship_build):
+run it again after a stop and the models finished so far load from there, the rest train
+(delete that folder for a second rebuild from scratch). The notebooks' outputs are not
+changed (they run on a copy), but the figures they save in figures/ are rewritten.
 """
 from __future__ import annotations
 

@@ -22,3 +22,9 @@ def images():
 @pytest.fixture(scope="session")
 def trained(images):
     return train(SMALL, FAST, images[:448], images[448:], progress=False)
+
+
+@pytest.fixture(autouse=True)
+def _not_shipping(monkeypatch):
+    """No test writes to the real shipped models: VAE_SHIP is unset unless a test sets it."""
+    monkeypatch.delenv("VAE_SHIP", raising=False)

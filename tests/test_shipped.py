@@ -10,7 +10,7 @@ from vae_core import checkpoint as ckpt
 from vae_core import shipped
 from vae_core.data import SHA256
 from vae_core.evaluate import evaluate
-from vae_core.models import ModelConfig, build_model, params_to_arrays
+from vae_core.models import ModelConfig, build_model, model_from_arrays, params_to_arrays
 from vae_core.train import TrainConfig, TrainResult, make_optimizer
 
 SMALL = ModelConfig(latent_dim=4, hidden=(32,))
@@ -116,6 +116,9 @@ def tiny_shipped(ship_dir):
 def test_data_fingerprint_tells_data_sets_apart():
     x = _images(200)
     assert shipped.data_fingerprint(x) == shipped.data_fingerprint(x.copy())
+    changed = x.copy()
+    changed[61] += 0.25  # same shape, other content (a row the fingerprint reads)
+    assert shipped.data_fingerprint(changed) != shipped.data_fingerprint(x)
     assert shipped.data_fingerprint(x) != shipped.data_fingerprint(x[:100])   # a subset
     assert shipped.data_fingerprint(x) != shipped.data_fingerprint(_images(200, 1))
     assert len(shipped.data_fingerprint(x)) == 16
@@ -178,7 +181,7 @@ def test_ship_mode_writes_the_notebooks_model_and_never_loads_a_shipped_one(ship
     result = ckpt.train_or_load("00_small", SMALL, FAST, _images(), _images(64, 1), progress=False)
     assert result.source == "trained"
     card = shipped.load_cards()["00_small"]
-    assert card["notebook"] == "00_setup_and_tour" and card["mnist_sha256"] == shipped.mnist_checksum()
+    assert card["notebook"] == "00_setup_and_tour" and card["mnist_sha256"] is None  # random images, not MNIST
     assert card["command"] == "python scripts/ship_models.py 00 --from-scratch"
     assert card["device"] == result.extra["device"] and card["epochs"] == FAST.epochs
     again = ckpt.train_or_load("00_small", SMALL, FAST, _images(), _images(64, 1), progress=False)
@@ -206,3 +209,76 @@ def test_ship_mode_ships_a_model_once_under_its_first_name(ship_dir, monkeypatch
     ckpt.train_or_load("00_second", SMALL, FAST, _images(), _images(64, 1), progress=False)
     assert list(shipped.load_cards()) == ["00_first"]
     assert "not shipping 00_second: the same model is shipped as 00_first" in capsys.readouterr().out
+
+
+def test_damaged_or_missing_cards_name_the_fix(tiny_shipped):
+    path = shipped.cards_path()
+    path.write_text("{ half a file")
+    with pytest.raises(ValueError, match=r"cards\.json are damaged.*git checkout.*VAE_RETRAIN=1"):
+        ckpt.train_or_load("anything", SMALL, FAST, _images(), progress=False)
+    path.write_text('{"tiny": 3}')
+    with pytest.raises(ValueError, match="damaged"):
+        shipped.load_cards()
+    path.unlink()
+    with pytest.warns(UserWarning, match=r"cards\.json is missing.*will train"):
+        assert shipped.load_cards() == {}
+
+
+def test_a_card_written_before_a_config_field_existed_still_matches(tiny_shipped):
+    _, card = tiny_shipped
+    old = dict(card, train_config={k: v for k, v in card["train_config"].items() if k != "eval_images"})
+    shipped.write_card(old)
+    assert shipped.find_card(SMALL, FAST, _images())["name"] == "tiny"
+    shipped.write_card(dict(card, name="other"))      # writing one card keeps the others
+    assert sorted(shipped.load_cards()) == ["other", "tiny"]
+    shipped.remove_card("other")
+    assert sorted(shipped.load_cards()) == ["tiny"]
+
+
+def test_ship_mode_without_test_images_says_so(ship_dir, monkeypatch, capsys):
+    monkeypatch.setenv(shipped.SHIP_ENV, "00_setup_and_tour")
+    ckpt.train_or_load("00_small", SMALL, FAST, _images(), progress=False)
+    assert "not shipping 00_small: train_or_load got no x_test" in capsys.readouterr().out
+    assert shipped.load_cards() == {}
+
+
+def test_a_twin_keeps_the_name_that_has_a_purpose(ship_dir, monkeypatch, capsys):
+    monkeypatch.setenv(shipped.SHIP_ENV, "00_setup_and_tour")
+    monkeypatch.setitem(shipped.PURPOSES, "00_named", "the model with a purpose")
+    ckpt.train_or_load("00_anonymous", SMALL, FAST, _images(), _images(64, 1), progress=False)
+    ckpt.train_or_load("00_named", SMALL, FAST, _images(), _images(64, 1), progress=False)
+    assert list(shipped.load_cards()) == ["00_named"]
+    assert shipped.load_cards()["00_named"]["purpose"] == "the model with a purpose"
+    assert not shipped.shipped_path("00_anonymous").exists() and shipped.shipped_path("00_named").exists()
+    assert "shipping 00_named in place of 00_anonymous" in capsys.readouterr().out
+
+
+def test_rebuild_commands():
+    assert shipped.rebuild_command("iwae_protocol_vae") == (
+        "python scripts/train_shipped.py iwae_protocol_vae (repeat until done), then --finish")
+    assert shipped.rebuild_command("04_main_L20") == "python scripts/ship_models.py 04 --from-scratch"
+    assert shipped.rebuild_command("mnist_vae_z20", "02_elbo") == "python scripts/ship_models.py 02 --from-scratch"
+
+
+def test_fixed_test_set_binarizes_only_what_was_trained_binarized():
+    x = _images(32)
+    grey = TrainConfig.from_dict({**FAST.to_dict(), "binarize": False})
+    np.testing.assert_array_equal(np.asarray(ckpt.fixed_test_set(x, grey)), x)
+    once, again = np.asarray(ckpt.fixed_test_set(x, FAST)), np.asarray(ckpt.fixed_test_set(x, FAST))
+    assert set(np.unique(once)) <= {0.0, 1.0} and np.array_equal(once, again)
+
+
+def test_float16_storage_refuses_parameters_it_cannot_hold(tmp_path):
+    model = build_model(SMALL, 0)
+    arrays = params_to_arrays(model)
+    arrays["decoder/output/bias"] = np.full_like(np.asarray(arrays["decoder/output/bias"]), 1e6)
+    big = model_from_arrays(SMALL, arrays)
+    with pytest.raises(ValueError, match=r"decoder/output/bias.*float16"):
+        ckpt.save_checkpoint(tmp_path / "m.msgpack", TrainResult(big, {}, SMALL, FAST), dtype="float16")
+
+
+def test_describe_calls_an_autoencoders_number_what_it_is():
+    ae = {"name": "ae", "epochs": 2, "device": "CPU (x86_64)", "train_seconds": 42.0, "test_elbo": -143.2,
+          "model_config": {"deterministic": True}}
+    result = TrainResult(build_model(SMALL, 0), {}, SMALL, FAST, extra=ae)
+    assert shipped.describe(result) == "shipped model ae: 2 epochs on CPU (x86_64) (42 s), test log p(x|z) -143.20 nats"

@@ -30,7 +30,7 @@ from flax import nnx
 from . import __version__
 from . import shipped
 from .config import device_name
-from .data import binarize
+from .data import binarize, load_mnist
 from .evaluate import evaluate
 from .files import atomic_write
 from .models import VAE, ModelConfig, build_model, model_from_arrays, params_to_arrays
@@ -96,15 +96,22 @@ RETRAIN_HINT = "Delete it, or call train_or_load(..., on_corrupt='retrain')."
 def save_checkpoint(path, result: TrainResult, extra: dict | None = None, dtype=None) -> Path:
     """Write parameters, configs and history to ``path`` atomically. Returns the path.
 
-    extra: optional JSON-able facts stored beside them (a shipped model's card).
+    extra: optional JSON-able facts stored beside them (e.g. the device a cached model was
+    trained on; a shipped model's card lives in cards.json, see :mod:`vae_core.shipped`).
     dtype: store the parameters in this dtype (e.g. 'float16'); loading casts them back
-    to the model's float32.
+    to the model's float32. A parameter that does not fit the dtype (overflow to inf)
+    raises ValueError naming it.
     """
     meta = {"model_config": result.model_config.to_dict(), "train_config": result.train_config.to_dict(),
             "history": result.history, "vae_core_version": __version__, "extra": extra or {}}
     params = params_to_arrays(result.model)
     if dtype is not None:
-        params = {k: np.asarray(v, dtype) for k, v in params.items()}
+        with np.errstate(over="ignore"):  # an overflow is reported below, by name
+            cast = {k: np.asarray(v, dtype) for k, v in params.items()}
+        bad = [k for k, v in cast.items() if not np.all(np.isfinite(v)) and np.all(np.isfinite(params[k]))]
+        if bad:
+            raise ValueError(f"parameters {bad} do not fit in {dtype} (values beyond its range); store float32")
+        params = cast
     return atomic_write(path, _seal({"params": params, "meta": json.dumps(meta)}, FORMAT))
 
 
@@ -195,7 +202,8 @@ def load_shipped(name: str) -> TrainResult:
     to rebuild it or train instead."""
     cards = shipped.load_cards()
     if name not in cards:
-        raise KeyError(f"no shipped model named {name!r}; the shipped models are {sorted(cards)}")
+        raise KeyError(f"no shipped model named {name!r}; the shipped models are {sorted(cards)} "
+                       f"(MODELS.md lists them; train_or_load trains a model that is not shipped)")
     card = cards[name]
     path = shipped.shipped_path(name)
     fix = (f"Rebuild it with `{shipped.rebuild_command(name, card.get('notebook'))}`, restore it with "
@@ -222,9 +230,11 @@ def fixed_test_set(x_test, train_config: TrainConfig):
 def ship_model(name: str, result: TrainResult, x_train, x_test, card: dict) -> dict:
     """Store ``result`` as the shipped model ``name`` (float16 parameters) with its card.
 
-    The card gets the configs, the data fingerprints, the file's SHA-256 and size, and the
-    test ELBO measured on the stored weights (one sample per image, key LOGPX_SEED, on
-    :func:`fixed_test_set` of every image in x_test) beside the float32 weights' value.
+    x_train: [n, D] the images it was trained on (their fingerprint goes in the card, so
+    only a notebook asking for the same data gets this model); x_test: [m, D] the images
+    its test ELBO is measured on (one sample per image, key LOGPX_SEED, on
+    :func:`fixed_test_set`), on the stored weights, beside the float32 weights' value.
+    The card also gets the configs, the file's SHA-256 and size, and the training time.
     card: the facts the caller knows (notebook, device, command, ...). Returns the card.
     """
     path = shipped.shipped_path(name)
@@ -240,6 +250,7 @@ def ship_model(name: str, result: TrainResult, x_train, x_test, card: dict) -> d
         "name": name, "purpose": shipped.PURPOSES.get(name, card.get("purpose", "")),
         "epochs": len(history.get("train_loss", [])),
         "train_minutes": round(float(np.sum(history.get("seconds", [0.0]))) / 60, 1),
+        "train_seconds": round(float(np.sum(history.get("seconds", [0.0]))), 1),
         **card,
         "model_config": result.model_config.to_dict(), "train_config": result.train_config.to_dict(),
         "train_data": shipped.data_fingerprint(x_train), "train_shape": list(np.shape(x_train)),
@@ -249,6 +260,8 @@ def ship_model(name: str, result: TrainResult, x_train, x_test, card: dict) -> d
         "test_elbo_float32": round(before["elbo"], 4), "stored_dtype": shipped.STORED_DTYPE,
         "file_sha256": file_sha256(path), "file_bytes": path.stat().st_size,
     }
+    if not card["purpose"]:
+        print(f"warning: shipped model {name} has no purpose; add it to vae_core.shipped.PURPOSES")
     card = json.loads(json.dumps(card))  # plain JSON types, as load_cards() returns them
     shipped.write_card(card)
     return card
@@ -301,16 +314,42 @@ def train_or_load(name: str, model_config: ModelConfig, train_config: TrainConfi
         result = train(model_config, train_config, x_train, x_test, progress=progress, desc=name)
         result.extra = {"device": device_name(), "wall_seconds": round(time.perf_counter() - start, 1)}
         save_checkpoint(path, result, extra=result.extra)
-    twin = shipped.find_card(model_config, train_config, x_train) if notebook else None
-    if twin is not None and twin["name"] != name:
-        print(f"not shipping {name}: the same model is shipped as {twin['name']}")
-    elif notebook and x_test is not None:
-        ship_model(name, result, x_train, x_test, {
-            "notebook": notebook, "command": shipped.rebuild_command(name, notebook),
-            "device": result.extra.get("device", "not recorded (trained before devices were recorded)"),
-            "wall_seconds": result.extra.get("wall_seconds"),
-            "mnist_sha256": shipped.mnist_checksum() if np.shape(x_train)[1] == 784 else None})
+    if notebook:
+        _ship_from_notebook(name, result, x_train, x_test, notebook)
     return result
+
+
+def _ship_from_notebook(name: str, result: TrainResult, x_train, x_test, notebook: str) -> None:
+    """train_or_load's VAE_SHIP branch. A model shipped twice under two names keeps the
+    name that has a purpose in shipped.PURPOSES (the other card and file are removed)."""
+    if x_test is None:
+        print(f"not shipping {name}: train_or_load got no x_test to measure it on")
+        return
+    twin = shipped.find_card(result.model_config, result.train_config, x_train)
+    if twin is not None and twin["name"] != name:
+        if twin["name"] in shipped.PURPOSES or name not in shipped.PURPOSES:
+            print(f"not shipping {name}: the same model is shipped as {twin['name']}")
+            return
+        print(f"shipping {name} in place of {twin['name']} (the same model)")
+        shipped.remove_card(twin["name"])
+        shipped.shipped_path(twin["name"]).unlink(missing_ok=True)
+    ship_model(name, result, x_train, x_test, {
+        "notebook": notebook, "command": shipped.rebuild_command(name, notebook),
+        "device": result.extra.get("device", "not recorded (trained before devices were recorded)"),
+        "wall_seconds": result.extra.get("wall_seconds"),
+        "mnist_sha256": shipped.mnist_checksum() if _is_mnist_train(x_train) else None})
+
+
+def _is_mnist_train(x) -> bool:
+    """x: [n, D] is the first n MNIST training images (so the card can carry MNIST's checksum)."""
+    if np.ndim(x) != 2 or np.shape(x)[1] != 784:
+        return False
+    try:
+        mnist = load_mnist()
+    except Exception:  # no MNIST here: then x is not it either
+        return False
+    return len(x) <= len(mnist.x_train) and \
+        shipped.data_fingerprint(x) == shipped.data_fingerprint(mnist.x_train[:len(x)])
 
 
 def find_cached(path: Path) -> Path | None:

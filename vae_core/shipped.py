@@ -27,6 +27,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -106,37 +107,72 @@ PURPOSES.update({f"05_sprites32_beta{b}_seed{s}": f"conv beta-VAE on sprites, be
                  for b in (1, 4, 8, 16) for s in (0, 1, 2)})
 
 
+CARDS_FIX = ("Restore it with `git checkout -- vae_core/shipped_models/cards.json`, or set "
+             f"{RETRAIN_ENV}=1 to train every model from scratch instead.")
+
+
 def cards_path() -> Path:
+    """Where the cards of the shipped models are: ``SHIPPED_DIR/cards.json``."""
     return SHIPPED_DIR / "cards.json"
 
 
-def load_cards() -> dict:
-    """{name: card} of every shipped model ({} when none is shipped)."""
+def load_cards(*, warn_if_missing: bool = True) -> dict:
+    """{name: card} of every shipped model ({} when none is shipped).
+
+    A damaged cards.json raises ValueError naming the file and the fix; a missing one while
+    model files are there warns (every notebook would then train its models)."""
     path = cards_path()
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        if warn_if_missing and any(SHIPPED_DIR.glob("*.msgpack")):
+            warnings.warn(f"{path} is missing, so the shipped models in {SHIPPED_DIR} cannot be used and the "
+                          f"notebooks will train theirs. {CARDS_FIX}", stacklevel=2)
+        return {}
+    try:
+        cards = json.loads(path.read_text())
+        if not isinstance(cards, dict) or not all(isinstance(c, dict) and "name" in c for c in cards.values()):
+            raise ValueError("not a mapping of model names to cards")
+    except ValueError as err:
+        raise ValueError(f"The shipped models' cards {path} are damaged ({err}). {CARDS_FIX}") from err
+    return cards
 
 
 def write_card(card: dict) -> None:
     """Add or replace one card (keyed by card['name']) in cards.json, atomically."""
-    cards = load_cards()
+    cards = load_cards(warn_if_missing=False)
     cards[card["name"]] = card
+    atomic_write(cards_path(), (json.dumps(dict(sorted(cards.items())), indent=1) + "\n").encode())
+
+
+def remove_card(name: str) -> None:
+    """Drop the card of ``name`` from cards.json (its file is the caller's to remove)."""
+    cards = load_cards(warn_if_missing=False)
+    cards.pop(name, None)
     atomic_write(cards_path(), (json.dumps(dict(sorted(cards.items())), indent=1) + "\n").encode())
 
 
 def data_fingerprint(x) -> str:
     """A short SHA-256 of a data set x: [n, D]: its shape and every 61st row, as float32.
-    Tells MNIST from sprites and a 10,000-image subset from the full training set."""
+    Tells MNIST from sprites and a 10,000-image subset from the full training set; a change
+    to rows it does not read goes unseen (it identifies a data set, it does not verify one)."""
     x = np.asarray(x)
     rows = np.ascontiguousarray(x[::61], dtype=np.float32)
     return hashlib.sha256(repr(x.shape).encode() + rows.tobytes()).hexdigest()[:16]
 
 
+def _same_configs(card: dict, model_config: ModelConfig, train_config: TrainConfig) -> bool:
+    try:  # through from_dict, so a config field added later (with its default) still matches
+        return (ModelConfig.from_dict(card["model_config"]) == model_config
+                and TrainConfig.from_dict(card["train_config"]) == train_config)
+    except (TypeError, ValueError, KeyError):  # a card of a field that no longer exists
+        return False
+
+
 def find_card(model_config: ModelConfig, train_config: TrainConfig, x_train) -> dict | None:
-    """The card of the shipped model trained with exactly these configs on this data, or None."""
-    want = json.loads(json.dumps([model_config.to_dict(), train_config.to_dict()]))  # as JSON stores them
+    """The card of the shipped model trained with exactly these configs on this data
+    (x_train: [n, D], compared by :func:`data_fingerprint`), or None."""
     fingerprint = None
     for card in load_cards().values():
-        if [card["model_config"], card["train_config"]] == want:
+        if _same_configs(card, model_config, train_config):
             fingerprint = fingerprint or data_fingerprint(x_train)
             if card["train_data"] == fingerprint:
                 return card
@@ -152,11 +188,14 @@ def find_spec(model_config: ModelConfig, train_config: TrainConfig) -> ShippedSp
 
 
 def shipped_path(name: str) -> Path:
+    """The file of the shipped model ``name``: ``SHIPPED_DIR/<name>.msgpack``."""
     return SHIPPED_DIR / f"{name}.msgpack"
 
 
 def rebuild_command(name: str, notebook: str | None = None) -> str:
-    """The command that rebuilds the shipped model ``name`` from scratch."""
+    """The command that rebuilds the shipped model ``name`` from scratch: train_shipped.py
+    for a long run in :data:`SPECS`, else ship_models.py for its notebook (``notebook``, a
+    name starting with the notebook's number; default: the model name's first two characters)."""
     if name in SPECS:
         return f"python scripts/train_shipped.py {name} (repeat until done), then --finish"
     return f"python scripts/ship_models.py {(notebook or name)[:2]} --from-scratch"
@@ -173,14 +212,15 @@ def describe(result: TrainResult) -> str:
     card = result.extra
     epochs = card.get("epochs")
     epochs = f"{epochs:,}" if isinstance(epochs, int) else "?"  # a card without it still prints
-    minutes = card.get("train_minutes", float("nan"))
-    took = f"{minutes * 60:.0f} s" if minutes < 1 else f"{minutes:.0f} min"
+    seconds = card.get("train_seconds", 60 * card.get("train_minutes", float("nan")))
+    took = f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.0f} min"
     parts = [f"shipped model {card.get('name', '?')}: {epochs} epochs on {card.get('device', '?')} ({took})"]
     if "test_logpx" in card:
         parts.append(f"test log p(x) {card['test_logpx']:.2f} nats (k = {card['logpx_k']}, "
                      f"{card['logpx_images']:,} images)")
     if "test_elbo" in card:
-        parts.append(f"test ELBO {card['test_elbo']:.2f} nats")
+        autoencoder = card.get("model_config", {}).get("deterministic", False)
+        parts.append(f"test {'log p(x|z)' if autoencoder else 'ELBO'} {card['test_elbo']:.2f} nats")
     return ", ".join(parts)
 
 
@@ -206,7 +246,8 @@ def _objective(t: dict, m: dict) -> str:
 
 
 def models_table(cards: dict) -> str:
-    """MODELS.md's table: one row per card, in name order (scripts/models_table.py writes it)."""
+    """MODELS.md's table from ``cards`` ({name: card}, as :func:`load_cards` returns): one
+    row per card in name order, the total size, what float16 storage cost, and the notes."""
     head = ("| model | notebook | what it is for | architecture | objective | budget | trained on | "
             "test ELBO (nats) | log p(x) (nats) or MIG | file |\n|---|---|---|---|---|---|---|---|---|---|")
     rows = [head]
@@ -246,6 +287,6 @@ def mnist_checksum() -> str:
 
 
 __all__ = ["SHIPPED_DIR", "TEST_BINARIZATION_SEED", "LOGPX_SEED", "RETRAIN_ENV", "SHIP_ENV", "STORED_DTYPE",
-           "ShippedSpec", "iwae_protocol", "SPECS", "PURPOSES", "cards_path", "load_cards", "write_card",
+           "ShippedSpec", "iwae_protocol", "SPECS", "PURPOSES", "CARDS_FIX", "cards_path", "load_cards", "write_card", "remove_card",
            "data_fingerprint", "find_card", "find_spec", "shipped_path", "rebuild_command", "ship_requested",
            "describe", "models_table", "mnist_checksum"]

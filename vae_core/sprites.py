@@ -30,6 +30,7 @@ Factors travel as integer *indices* ``[n, 5]`` into the grid (column order
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import logging
@@ -201,6 +202,18 @@ def network_available(host=TFDS_HOST) -> bool:
     return can_connect(*host) is None
 
 
+@contextlib.contextmanager
+def _quiet_absl():
+    """Hide absl (TFDS) warnings inside the block; errors still show."""
+    log = logging.getLogger("absl")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def load_tfds_dsprites(n: int | None = None, size: int = 64, seed: int = 0, *, data_dir=None) -> Sprites:
     """The real dSprites images through TFDS (``tfds.builder('dsprites')``).
 
@@ -218,14 +231,10 @@ def load_tfds_dsprites(n: int | None = None, size: int = 64, seed: int = 0, *, d
     except ImportError as err:  # pragma: no cover - tfds is a course dependency
         raise SpritesUnavailable(f"tensorflow_datasets is not installed ({err}).") from err
     data_dir = data_dir or os.environ.get("TFDS_DATA_DIR")
-    absl_log = logging.getLogger("absl")   # TFDS warns about empty variant folders it finds
-    level = absl_log.level
-    absl_log.setLevel(logging.ERROR)
-    try:
+    with _quiet_absl():  # TFDS warns about variant folders it finds, naming the machine's paths
         builder = tfds.builder("dsprites", data_dir=data_dir)
-    finally:
-        absl_log.setLevel(level)
-    if not builder.is_prepared():
+        prepared = builder.is_prepared()
+    if not prepared:
         offline = can_connect(*TFDS_HOST)
         if offline is not None:
             raise SpritesUnavailable(
@@ -235,7 +244,8 @@ def load_tfds_dsprites(n: int | None = None, size: int = 64, seed: int = 0, *, d
                 "(TFDS caches the download).")
         builder.download_and_prepare()
     try:
-        data = tfds.as_numpy(builder.as_dataset(split="train", batch_size=-1))
+        with _quiet_absl():
+            data = tfds.as_numpy(builder.as_dataset(split="train", batch_size=-1))
     except Exception as err:  # TFRecord reading needs TensorFlow
         raise SpritesUnavailable(f"TFDS could not read dsprites ({type(err).__name__}: {err}); "
                                  "reading TFDS' TFRecord files needs TensorFlow installed.") from err

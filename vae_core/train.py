@@ -116,7 +116,8 @@ class TrainResult:
     'test_kl', 'test_kl_per_dim' ([L] each), 'seconds' (wall time of the epoch).
     source: where the model came from ('trained', 'cache', 'shipped'), set by
     :func:`vae_core.checkpoint.train_or_load`.
-    extra: facts a checkpoint stored beside the model (a shipped model's card).
+    extra: facts stored beside the model: a shipped model's card (from cards.json), or
+    the device and wall time of a model train_or_load trained.
     """
 
     model: VAE

@@ -52,19 +52,6 @@ def test_iwae_protocol_is_the_papers_schedule():
     assert np.all(np.diff(rates) <= 1e-5 * rates[:-1])  # never rises (beyond float32 rounding)
 
 
-def test_find_spec_matches_configs_exactly():
-    for name, spec in shipped.SPECS.items():
-        assert spec.name == name
-        assert shipped.find_spec(spec.model_config, spec.train_config) is spec
-    assert shipped.find_spec(*shipped.iwae_protocol("elbo", 1)).name == "iwae_protocol_vae"
-    assert shipped.find_spec(*shipped.iwae_protocol("iwae", 50)).name == "iwae_protocol_iwae50"
-    assert shipped.find_spec(*shipped.iwae_protocol("iwae", 5)) is None
-    model_cfg, cfg = shipped.iwae_protocol()
-    assert shipped.find_spec(model_cfg, TrainConfig.from_dict({**cfg.to_dict(), "seed": 1})) is None
-    assert shipped.find_spec(ModelConfig(latent_dim=49, hidden=(200, 200), activation="tanh"), cfg) is None
-    assert shipped.find_spec(SMALL, FAST) is None
-
-
 def test_shipped_path_is_in_the_package():
     assert shipped.shipped_path("iwae_protocol_vae") == shipped.SHIPPED_DIR / "iwae_protocol_vae.msgpack"
 

@@ -179,14 +179,6 @@ def find_card(model_config: ModelConfig, train_config: TrainConfig, x_train) -> 
     return None
 
 
-def find_spec(model_config: ModelConfig, train_config: TrainConfig) -> ShippedSpec | None:
-    """The entry of :data:`SPECS` trained with exactly these configs, or None."""
-    for spec in SPECS.values():
-        if spec.model_config == model_config and spec.train_config == train_config:
-            return spec
-    return None
-
-
 def shipped_path(name: str) -> Path:
     """The file of the shipped model ``name``: ``SHIPPED_DIR/<name>.msgpack``."""
     return SHIPPED_DIR / f"{name}.msgpack"
@@ -288,5 +280,5 @@ def mnist_checksum() -> str:
 
 __all__ = ["SHIPPED_DIR", "TEST_BINARIZATION_SEED", "LOGPX_SEED", "RETRAIN_ENV", "SHIP_ENV", "STORED_DTYPE",
            "ShippedSpec", "iwae_protocol", "SPECS", "PURPOSES", "CARDS_FIX", "cards_path", "load_cards", "write_card", "remove_card",
-           "data_fingerprint", "find_card", "find_spec", "shipped_path", "rebuild_command", "ship_requested",
+           "data_fingerprint", "find_card", "shipped_path", "rebuild_command", "ship_requested",
            "describe", "models_table", "mnist_checksum"]

@@ -9,12 +9,13 @@ UV_VERSION := 0.13.8
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help env lab test unit nbtest browser-deps notebooks bench lock clean
+.PHONY: help env lab test unit nbtest browser-deps notebooks site bench lock clean
 
 help:
 	@echo "make lab        open the course in JupyterLab (creates .venv first)"
 	@echo "make test       unit tests + every notebook under nbval in smoke mode"
 	@echo "make notebooks  execute all notebooks in full mode, in place, refreshing figures/"
+	@echo "make site       build the course website from the committed notebooks into _build/site/html"
 	@echo "make bench      run benchmarks/ (results go in BENCHMARKS.md by hand)"
 	@echo "make lock       re-resolve requirements.in into requirements.lock"
 
@@ -49,6 +50,10 @@ browser-deps:
 notebooks: $(STAMP)
 	VAE_SMOKE=0 $(BIN)/python scripts/run_notebooks.py notebooks/*.ipynb
 
+# The website: the committed, executed notebooks rendered by Sphinx + MyST-NB (no re-execution).
+site: $(STAMP)
+	$(BIN)/python scripts/build_site.py
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
@@ -56,4 +61,4 @@ lock:
 	uv pip compile -q --python-version 3.11 --no-header --no-annotate requirements.in -o requirements.lock
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache _build

@@ -9,6 +9,7 @@ One module per concern, each readable top to bottom (lowest layer first):
   models      encoders, decoders, VAE / autoencoder (Flax NNX); parameters <-> arrays
   toy         a linear-Gaussian model with exact log p(x), posterior and ELBO
   objectives  log-likelihoods, KL, ELBO, importance-weighted bound, the training loss
+  parallel    minibatches split across local devices (1-D mesh, JAX sharding)
   evaluate    test ELBO, log p(x) by importance sampling, encode / decode / reconstruct
   metrics     active units, MIG, k-NN accuracy, trustworthiness
   train       one jitted lax.scan per epoch, history, NaN checks, per-epoch callback, resume

@@ -20,6 +20,7 @@ from flax import nnx
 from .data import check_images
 from .models import VAE, Posterior
 from .objectives import elbo_terms, log_importance_weights
+from .parallel import replicate, shard_batch
 
 
 def _pad_batches(x, batch_size):
@@ -27,7 +28,14 @@ def _pad_batches(x, batch_size):
     n_batches = -(-n // batch_size)
     pad = n_batches * batch_size - n
     xp = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)]) if pad else x
-    return xp.reshape(n_batches, batch_size, *x.shape[1:]), n
+    # [n_batches, batch, ...]; each batch split across the local devices when there are several
+    return shard_batch(xp.reshape(n_batches, batch_size, *x.shape[1:]), axis=1), n
+
+
+def _split(model: VAE, batch_size: int):
+    """The model's graph and its parameters, on every device a batch of batch_size is split over."""
+    graphdef, params = nnx.split(model)
+    return graphdef, replicate(params, batch_size)
 
 
 @partial(jax.jit, static_argnums=(0, 4))
@@ -46,14 +54,16 @@ def evaluate(model: VAE, x, key, *, beta: float = 1.0, batch_size: int = 500, ch
     """
     if check:
         check_images(x, "x", model.cfg.input_dim)
-    terms = _elbo_all(*nnx.split(model), jnp.asarray(x), key, min(batch_size, len(x)), beta)
+    batch_size = min(batch_size, len(x))
+    terms = _elbo_all(*_split(model, batch_size), jnp.asarray(x), key, batch_size, beta)
     return {k: jnp.mean(v, axis=0) for k, v in terms.items()}
 
 
 def elbo_per_example(model: VAE, x, key, *, beta: float = 1.0, batch_size: int = 500) -> dict:
     """Like :func:`evaluate` but per image: {'elbo','rec','kl': [n], 'kl_per_dim': [n, L]}."""
     check_images(x, "x", model.cfg.input_dim)
-    return _elbo_all(*nnx.split(model), jnp.asarray(x), key, min(batch_size, len(x)), beta)
+    batch_size = min(batch_size, len(x))
+    return _elbo_all(*_split(model, batch_size), jnp.asarray(x), key, batch_size, beta)
 
 
 @partial(jax.jit, static_argnums=(0, 4, 5, 6))
@@ -95,7 +105,7 @@ def log_marginal_likelihood(model: VAE, x, key, *, k: int = 5000, k_chunk: int =
     if k % k_chunk:
         raise ValueError(f"k={k} must be a multiple of k_chunk={k_chunk}")
     x = jnp.asarray(x)
-    graphdef, params = nnx.split(model)
+    graphdef, params = _split(model, min(batch_size, len(x)))
     if not progress:
         return _log_marginal(graphdef, params, x, key, k, k_chunk, min(batch_size, len(x)))
     from tqdm.auto import tqdm
@@ -104,8 +114,8 @@ def log_marginal_likelihood(model: VAE, x, key, *, k: int = 5000, k_chunk: int =
     parts = []
     for i, start in enumerate(tqdm(range(0, len(x), step), desc=f"log p(x), k={k}", unit="block")):
         xs = x[start:start + step]
-        parts.append(_log_marginal(graphdef, params, xs, jax.random.fold_in(key, i), k, k_chunk,
-                                   min(batch_size, len(xs))))
+        bs = min(batch_size, len(xs))
+        parts.append(_log_marginal(graphdef, replicate(params, bs), xs, jax.random.fold_in(key, i), k, k_chunk, bs))
     return jnp.concatenate(parts)
 
 
@@ -120,7 +130,8 @@ def _encode_all(graphdef, params, x, batch_size):
 def encode(model: VAE, x, *, batch_size: int = 1000) -> Posterior:
     """Posterior parameters for every image. x: [n, D] -> Posterior (mean [n, L], log_diag [n, L])."""
     check_images(x, "x", model.cfg.input_dim)
-    return _encode_all(*nnx.split(model), jnp.asarray(x), min(batch_size, len(x)))
+    batch_size = min(batch_size, len(x))
+    return _encode_all(*_split(model, batch_size), jnp.asarray(x), batch_size)
 
 
 @partial(jax.jit, static_argnums=(0,))

@@ -17,6 +17,9 @@ warm-up, capacity and the IWAE bound are turned into a number to minimise.
 a copy of the model, the full training state), and ``resume=`` continues from such a
 state. :func:`vae_core.checkpoint.train_resumable` joins the two into training that
 survives being stopped.
+
+With several local devices each minibatch is split across them (:mod:`vae_core.parallel`):
+the same jitted epoch, the parameters replicated, the gradients summed by XLA.
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from .data import binarize, check_images
 from .evaluate import evaluate
 from .models import VAE, ModelConfig, build_model
 from .objectives import LossSpec, training_loss
+from .parallel import replicate, shard_batch
 
 OBJECTIVES = ("elbo", "iwae", "capacity")
 
@@ -223,7 +227,7 @@ def make_epoch_fn(model: VAE, cfg: TrainConfig, tx, n_train: int, *, loop: str |
         params, opt_state, step, data = carry
         idx, key = batch_key
         k_bin, k_loss = jax.random.split(key)
-        x = data[idx]
+        x = shard_batch(data[idx])  # split across local devices when there are several
         if cfg.binarize:
             x = binarize(k_bin, x)
         (loss, aux), grads = grad_fn(params, x, k_loss, step)
@@ -307,6 +311,8 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, x_train, x_test=None, *, ini
         opt_state = jax.tree_util.tree_map(jnp.array, resume.opt_state)
         history = {k: list(resume.history.get(k, [])) for k in HISTORY_KEYS}
         first = resume.epochs_done + 1
+    # one device: unchanged; several: every device holds the parameters, the optimizer state and the data
+    params, opt_state, data = replicate((params, opt_state, data), cfg.batch_size)
     run_epoch = make_epoch_fn(model, cfg, tx, len(x_train), loss=loss)
 
     test = None

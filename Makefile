@@ -1,7 +1,6 @@
 # The course's two set-up commands are `make lab` and `make test`; each creates the
 # pinned environment in .venv first when it is missing or out of date.
 SHELL := /bin/bash
-PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -21,15 +20,25 @@ help:
 
 env: $(STAMP)
 
+# Python 3.11-3.14: $(PYTHON) if given (make lab PYTHON=python3.13), else the first supported one found
 $(STAMP): requirements.lock pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/python || { py=$$(PYTHON="$(PYTHON)" bash scripts/find_python.sh) && echo "creating $(VENV) with $$py" && $$py -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $@
 
-lab: $(STAMP)
-	$(BIN)/jupyter lab notebooks/00_setup_and_tour.ipynb
+# As root (Docker, cloud GPU boxes) JupyterLab needs --allow-root; with no display (a headless
+# server) it starts no browser and prints the URL to open; the course's settings
+# (scripts/lab_overrides.json) turn off the news pop-up. LAB_ARGS passes more options.
+LAB_FLAGS = $(if $(filter 0,$(shell id -u)),--allow-root) $(if $(or $(DISPLAY),$(filter Darwin,$(shell uname -s))),,--no-browser)
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.json
+
+lab: $(STAMP) $(LAB_SETTINGS)
+	$(BIN)/jupyter lab $(LAB_FLAGS) $(LAB_ARGS) notebooks/00_setup_and_tour.ipynb
+
+$(LAB_SETTINGS): scripts/lab_overrides.json $(STAMP)
+	@mkdir -p $(dir $@) && cp $< $@
 
 # Everything CI runs. VAE_SMOKE=1 shrinks training so the series runs in minutes.
 test: $(STAMP) browser-deps

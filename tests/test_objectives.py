@@ -310,3 +310,16 @@ def test_training_loss_capacity_matches_capacity_objective(small):
     late, _ = obj.training_loss(model, x, key, jnp.asarray(10_000), spec)
     assert np.isclose(float(late), float(jnp.mean(obj.capacity_objective(t["rec"], t["kl"], 25.0, 100.0))),
                       rtol=1e-6)
+
+
+def test_bernoulli_log_likelihood_equals_the_log_sigmoid_form():
+    """x*l - softplus(l) (one softplus per pixel) is optax's two-log-sigmoid cross-entropy."""
+    import optax
+
+    logits = 8.0 * jax.random.normal(jax.random.PRNGKey(0), (64, 784))
+    x = (jax.random.uniform(jax.random.PRNGKey(1), (64, 784)) < 0.3).astype(jnp.float32)
+    reference = -jnp.sum(optax.sigmoid_binary_cross_entropy(logits, x), axis=-1)
+    np.testing.assert_allclose(obj.bernoulli_log_likelihood(logits, x), reference, rtol=1e-5, atol=1e-3)
+    grads = [jax.grad(lambda l, f=f: f(l).sum())(logits) for f in
+             (lambda l: obj.bernoulli_log_likelihood(l, x), lambda l: -optax.sigmoid_binary_cross_entropy(l, x))]
+    np.testing.assert_allclose(grads[0], grads[1], atol=1e-5)

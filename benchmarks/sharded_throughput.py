@@ -32,7 +32,7 @@ def child(epochs: int) -> dict:
 
     from vae_core.data import load_mnist
     from vae_core.models import ModelConfig, build_model
-    from vae_core.parallel import replicate, split_count
+    from vae_core.parallel import replicate, splits
     from vae_core.train import TrainConfig, make_epoch_fn, make_optimizer
 
     x = jax.numpy.asarray(load_mnist().x_train)
@@ -41,7 +41,7 @@ def child(epochs: int) -> dict:
     model = build_model(ModelConfig(latent_dim=20, hidden=(400,)), jax.random.PRNGKey(0))
     tx = make_optimizer(cfg, len(x) // cfg.batch_size)
     params = nnx.state(model)
-    params, opt_state, x = replicate((params, tx.init(params), x), cfg.batch_size)
+    params, opt_state, x = replicate((params, tx.init(params), x))
     run_epoch = make_epoch_fn(model, cfg, tx, len(x))
     step, times = jax.numpy.int32(0), []
     for i in range(epochs + 1):
@@ -49,7 +49,7 @@ def child(epochs: int) -> dict:
         params, opt_state, step, m = run_epoch(params, opt_state, step, x, jax.random.PRNGKey(i))
         jax.block_until_ready(m)
         times.append(time.perf_counter() - start)
-    return {"devices": len(jax.local_devices()), "split": split_count(cfg.batch_size),
+    return {"devices": len(jax.local_devices()), "split": len(jax.local_devices()) if splits(cfg.batch_size) else 1,
             "images_per_s": n / statistics.median(times[1:]), "first_epoch_s": times[0],
             "epoch_s": times[1:]}
 

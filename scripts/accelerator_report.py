@@ -44,8 +44,9 @@ ROOT = Path(__file__).resolve().parent.parent
 NEEDS = {"jax": "0.6", "flax": "0.12", "optax": "0.2", "numpy": "1.26", "scipy": "1.11", "matplotlib": "3.8",
          "scikit-learn": "1.4", "tqdm": "4.66", "ipywidgets": "8.1", "ipympl": "0.9", "opentsne": "1.0",
          "nbval": "0.11", "nbclient": "0.10", "nbformat": "5.9", "ipykernel": "6.29", "pytest": "8.0"}
-ENV_TESTS = ["tests/test_environment.py", "tests/test_site.py", "tests/test_lab.py", "tests/test_browser.py"]
-DRY_UNITS = ["tests/test_config.py", "tests/test_parallel.py::test_split_count_is_the_largest_divisor_of_the_batch"]
+ENV_TESTS = ["tests/test_environment.py", "tests/test_site.py", "tests/test_lab.py", "tests/test_browser.py",
+             "tests/test_fresh_install.py"]
+DRY_UNITS = ["tests/test_config.py", "tests/test_parallel.py::test_a_batch_size_below_one_is_refused"]
 CHECK = "# NBVAL_CHECK_OUTPUT"
 
 
@@ -140,7 +141,7 @@ def speed(dry: bool) -> dict:
     model = build_model(ModelConfig(latent_dim=20, hidden=(400,)), jax.random.PRNGKey(0))
     tx = make_optimizer(cfg, n // 128)
     params = nnx.state(model)
-    params, opt_state, x = replicate((params, tx.init(params), x), cfg.batch_size)
+    params, opt_state, x = replicate((params, tx.init(params), x))
     run_epoch = make_epoch_fn(model, cfg, tx, n)
     step, key, times = jax.numpy.int32(0), jax.random.PRNGKey(1), []
     for i in range(2 if dry else 4):  # the first epoch compiles: excluded

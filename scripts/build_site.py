@@ -40,22 +40,23 @@ def notebooks(root: Path = ROOT) -> list[Path]:
     return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
-def static_view_cell(cell, notebook: str) -> nbformat.NotebookNode:
+def static_view_cell(cell, notebook: str, root: Path = ROOT) -> nbformat.NotebookNode:
     """The markdown cell that stands in for an explorer's widget output on the website."""
-    view = cell.metadata.get("static_view")
-    if not view:
-        raise SystemExit(f"{notebook}: a cell shows a widget but has no 'static_view' metadata; add "
-                         "{'figure': 'figures/NAME.png', 'caption': '...'} to the cell's metadata "
+    view = cell.metadata.get("static_view") or {}
+    if not view.get("figure") or not view.get("caption"):
+        raise SystemExit(f"{notebook}: a cell shows a widget but has no 'static_view' metadata with a figure and "
+                         "a caption; add {'figure': 'figures/NAME.png', 'caption': '...'} to the cell's metadata "
                          f"(cell source starts: {cell.source[:60]!r})")
-    figure = ROOT / view["figure"]
+    figure = root / view["figure"]
     if not figure.is_file():
         raise SystemExit(f"{notebook}: static view {view['figure']} does not exist; run the notebook in "
                          "full mode (`make notebooks`) to write it")
     text = LIVE_NOTE.format(caption=view["caption"])
-    return nbformat.v4.new_markdown_cell(f"{text}\n\n![{view['caption']}](../{view['figure']})")
+    alt = view["caption"].replace("[", "(").replace("]", ")")
+    return nbformat.v4.new_markdown_cell(f"{text}\n\n![{alt}](../{view['figure']})")
 
 
-def site_notebook(path: Path) -> nbformat.NotebookNode:
+def site_notebook(path: Path, root: Path = ROOT) -> nbformat.NotebookNode:
     """The notebook as the website shows it: widget outputs replaced by their static views."""
     nb = nbformat.read(path, as_version=4)
     nb.metadata.pop("widgets", None)  # saved widget state: nothing on a static page can use it
@@ -75,7 +76,7 @@ def site_notebook(path: Path) -> nbformat.NotebookNode:
             kept.append(out)
         cell.outputs = kept
         if explorer:
-            cells.append(static_view_cell(cell, path.name))
+            cells.append(static_view_cell(cell, path.name, root))
     nb.cells = cells
     return nb
 
@@ -99,7 +100,7 @@ def assemble(src: Path, root: Path = ROOT) -> None:
         shutil.copy(root / page, src / page)
     shutil.copytree(root / "figures", src / "figures")
     for path in notebooks(root):
-        nbformat.write(site_notebook(path), src / "notebooks" / path.name)
+        nbformat.write(site_notebook(path, root), src / "notebooks" / path.name)
 
 
 def build(out: Path) -> Path:

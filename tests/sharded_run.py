@@ -10,6 +10,7 @@ their partition spec, and whether the compiled epoch sums gradients across devic
 """
 import json
 import sys
+import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -20,7 +21,8 @@ from flax import nnx  # noqa: E402
 
 from vae_core.evaluate import encode, log_marginal_likelihood  # noqa: E402
 from vae_core.models import ModelConfig, build_model  # noqa: E402
-from vae_core.parallel import replicate, split_count  # noqa: E402
+from vae_core.evaluate import decode_mean, reconstruct  # noqa: E402
+from vae_core.parallel import replicate, splits  # noqa: E402
 from vae_core.train import TrainConfig, make_epoch_fn, make_optimizer, train  # noqa: E402
 
 SMALL = ModelConfig(latent_dim=4, hidden=(32,))
@@ -40,22 +42,35 @@ def measure(out: str) -> None:
     key = jax.random.PRNGKey(7)
     logpx = log_marginal_likelihood(result.model, x_test, key, k=40, k_chunk=20, batch_size=32)
     means = encode(result.model, x_test, batch_size=32).mean
+    # batches the devices do not divide (10, 5) beside ones they do, combined: one mesh for all
+    odd = np.concatenate([
+        np.asarray(reconstruct(result.model, x_test[:10])).ravel(),
+        np.asarray(decode_mean(result.model, encode(result.model, x_test[:10]).mean)).ravel(),
+        np.asarray(jax.numpy.concatenate([means, encode(result.model, x_test[:5]).mean])).ravel(),
+        np.asarray(log_marginal_likelihood(result.model, x_test[:21], key, k=4, batch_size=2, progress=True))])
+
+    # a training batch the devices do not divide: trained in full on every device, with a warning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(SMALL, TrainConfig(epochs=1, batch_size=10, seed=3), x_train, progress=False)
+    warned = any("not a multiple of the" in str(w.message) for w in caught)
 
     # the compiled epoch: is the batch split, are the gradients summed across devices?
     model = build_model(SMALL, jax.random.PRNGKey(0))
     steps = len(x_train) // CFG.batch_size
     tx = make_optimizer(CFG, steps)
     p0 = nnx.state(model)
-    p0, o0, data = replicate((p0, tx.init(p0), jax.numpy.asarray(x_train)), CFG.batch_size)
+    p0, o0, data = replicate((p0, tx.init(p0), jax.numpy.asarray(x_train)))
     run_epoch = make_epoch_fn(model, CFG, tx, len(x_train))
     hlo = run_epoch.lower(p0, o0, jax.numpy.int32(0), data, key).compile().as_text()
-    n_split = split_count(CFG.batch_size)
+    n_split = len(jax.local_devices()) if splits(CFG.batch_size) else 1
     sharding = params[0].sharding
     np.savez(out, train_loss=np.asarray(result.history["train_loss"]),
              test_elbo=np.asarray(result.history["test_elbo"]),
              params=np.concatenate([np.ravel(np.asarray(p)) for p in params]),
-             logpx=np.asarray(logpx), means=np.asarray(means),
+             logpx=np.asarray(logpx), means=np.asarray(means), odd=odd,
              info=json.dumps({"devices": len(jax.local_devices()), "split": n_split,
+                              "splits": {str(n): splits(n) for n in (64, 20, 10, 5)}, "warned_batch_10": warned,
                               "param_devices": len(sharding.device_set),
                               "param_spec": str(getattr(sharding, "spec", None)),
                               "all_reduce": "all-reduce" in hlo,

@@ -313,13 +313,17 @@ def test_training_loss_capacity_matches_capacity_objective(small):
 
 
 def test_bernoulli_log_likelihood_equals_the_log_sigmoid_form():
-    """x*l - softplus(l) (one softplus per pixel) is optax's two-log-sigmoid cross-entropy."""
+    """x*l - softplus(l) (one softplus per pixel) is optax's two-log-sigmoid cross-entropy.
+
+    Per-image sums of about 2,600 nats here; the largest difference measured was 2.4e-4 nats
+    (float32 rounding of the two forms), the test allows 1e-3.
+    """
     import optax
 
     logits = 8.0 * jax.random.normal(jax.random.PRNGKey(0), (64, 784))
     x = (jax.random.uniform(jax.random.PRNGKey(1), (64, 784)) < 0.3).astype(jnp.float32)
     reference = -jnp.sum(optax.sigmoid_binary_cross_entropy(logits, x), axis=-1)
-    np.testing.assert_allclose(obj.bernoulli_log_likelihood(logits, x), reference, rtol=1e-5, atol=1e-3)
+    assert float(jnp.max(jnp.abs(obj.bernoulli_log_likelihood(logits, x) - reference))) < 1e-3
     grads = [jax.grad(lambda l, f=f: f(l).sum())(logits) for f in
              (lambda l: obj.bernoulli_log_likelihood(l, x), lambda l: -optax.sigmoid_binary_cross_entropy(l, x))]
     np.testing.assert_allclose(grads[0], grads[1], atol=1e-5)

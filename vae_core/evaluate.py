@@ -32,10 +32,10 @@ def _pad_batches(x, batch_size):
     return shard_batch(xp.reshape(n_batches, batch_size, *x.shape[1:]), axis=1), n
 
 
-def _split(model: VAE, batch_size: int):
-    """The model's graph and its parameters, on every device a batch of batch_size is split over."""
+def _split(model: VAE):
+    """The model's graph and its parameters, on every local device (unchanged with one)."""
     graphdef, params = nnx.split(model)
-    return graphdef, replicate(params, batch_size)
+    return graphdef, replicate(params)
 
 
 @partial(jax.jit, static_argnums=(0, 4))
@@ -55,7 +55,7 @@ def evaluate(model: VAE, x, key, *, beta: float = 1.0, batch_size: int = 500, ch
     if check:
         check_images(x, "x", model.cfg.input_dim)
     batch_size = min(batch_size, len(x))
-    terms = _elbo_all(*_split(model, batch_size), jnp.asarray(x), key, batch_size, beta)
+    terms = _elbo_all(*_split(model), jnp.asarray(x), key, batch_size, beta)
     return {k: jnp.mean(v, axis=0) for k, v in terms.items()}
 
 
@@ -63,7 +63,7 @@ def elbo_per_example(model: VAE, x, key, *, beta: float = 1.0, batch_size: int =
     """Like :func:`evaluate` but per image: {'elbo','rec','kl': [n], 'kl_per_dim': [n, L]}."""
     check_images(x, "x", model.cfg.input_dim)
     batch_size = min(batch_size, len(x))
-    return _elbo_all(*_split(model, batch_size), jnp.asarray(x), key, batch_size, beta)
+    return _elbo_all(*_split(model), jnp.asarray(x), key, batch_size, beta)
 
 
 @partial(jax.jit, static_argnums=(0, 4, 5, 6))
@@ -105,7 +105,7 @@ def log_marginal_likelihood(model: VAE, x, key, *, k: int = 5000, k_chunk: int =
     if k % k_chunk:
         raise ValueError(f"k={k} must be a multiple of k_chunk={k_chunk}")
     x = jnp.asarray(x)
-    graphdef, params = _split(model, min(batch_size, len(x)))
+    graphdef, params = _split(model)
     if not progress:
         return _log_marginal(graphdef, params, x, key, k, k_chunk, min(batch_size, len(x)))
     from tqdm.auto import tqdm
@@ -115,7 +115,7 @@ def log_marginal_likelihood(model: VAE, x, key, *, k: int = 5000, k_chunk: int =
     for i, start in enumerate(tqdm(range(0, len(x), step), desc=f"log p(x), k={k}", unit="block")):
         xs = x[start:start + step]
         bs = min(batch_size, len(xs))
-        parts.append(_log_marginal(graphdef, replicate(params, bs), xs, jax.random.fold_in(key, i), k, k_chunk, bs))
+        parts.append(_log_marginal(graphdef, params, xs, jax.random.fold_in(key, i), k, k_chunk, bs))
     return jnp.concatenate(parts)
 
 
@@ -131,7 +131,7 @@ def encode(model: VAE, x, *, batch_size: int = 1000) -> Posterior:
     """Posterior parameters for every image. x: [n, D] -> Posterior (mean [n, L], log_diag [n, L])."""
     check_images(x, "x", model.cfg.input_dim)
     batch_size = min(batch_size, len(x))
-    return _encode_all(*_split(model, batch_size), jnp.asarray(x), batch_size)
+    return _encode_all(*_split(model), jnp.asarray(x), batch_size)
 
 
 @partial(jax.jit, static_argnums=(0,))

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 from functools import partial
 
 import jax
@@ -39,7 +40,7 @@ from .data import binarize, check_images
 from .evaluate import evaluate
 from .models import VAE, ModelConfig, build_model
 from .objectives import LossSpec, training_loss
-from .parallel import replicate, shard_batch
+from .parallel import local_mesh, replicate, shard_batch, splits
 
 OBJECTIVES = ("elbo", "iwae", "capacity")
 
@@ -312,7 +313,11 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, x_train, x_test=None, *, ini
         history = {k: list(resume.history.get(k, [])) for k in HISTORY_KEYS}
         first = resume.epochs_done + 1
     # one device: unchanged; several: every device holds the parameters, the optimizer state and the data
-    params, opt_state, data = replicate((params, opt_state, data), cfg.batch_size)
+    params, opt_state, data = replicate((params, opt_state, data))
+    if local_mesh() is not None and not splits(cfg.batch_size):
+        warnings.warn(f"batch_size={cfg.batch_size} is not a multiple of the {local_mesh().size} local devices, "
+                      "so each device computes every minibatch in full (same numbers, no speed-up); choose a "
+                      f"multiple of {local_mesh().size} to split it", stacklevel=2)
     run_epoch = make_epoch_fn(model, cfg, tx, len(x_train), loss=loss)
 
     test = None

@@ -8,13 +8,14 @@ UV_VERSION := 0.13.8
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
 export UV_COMPILE_BYTECODE := 1
 
-.PHONY: help env lab test unit nbtest browser-deps notebooks site bench accelerator-report lock clean
+.PHONY: help env lab test unit nbtest browser-deps notebooks site student bench accelerator-report lock clean
 
 help:
 	@echo "make lab        open the course in JupyterLab (creates .venv first)"
 	@echo "make test       unit tests + every notebook under nbval in smoke mode"
 	@echo "make notebooks  execute all notebooks in full mode, in place, refreshing figures/"
 	@echo "make site       build the course website from the committed notebooks into _build/site/html"
+	@echo "make student    the students' copy: every notebook without its solutions, in _build/student/notebooks"
 	@echo "make accelerator-report  tests, notebooks, the cold full series and timings on this machine's GPU/TPU"
 	@echo "make bench      run benchmarks/ (results go in BENCHMARKS.md by hand)"
 	@echo "make lock       re-resolve requirements.in into requirements.lock"
@@ -69,6 +70,10 @@ site: $(STAMP)
 ACCEL_PYTHON ?= python3
 accelerator-report:
 	$(ACCEL_PYTHON) scripts/accelerator_report.py $(ACCEL_ARGS)
+
+# Solution cells (tagged "solution") removed; the exercise skeletons and their checkers stay.
+student: $(STAMP)
+	$(BIN)/python scripts/make_student.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py

@@ -28,6 +28,10 @@ sensible. This module turns "there are gaps" into numbers:
     gives the decoded image.
 
 All functions take and return NumPy arrays; codes are ``[n, L]``, images ``[n, D]``.
+
+The checkers of the notebook's exercises (``check_*``, each returning a
+:class:`vae_core.exercises.Verdict`) recompute their expected answers from the objects
+they are given, so they judge smoke runs, full runs and the tests' small stand-ins alike.
 """
 from __future__ import annotations
 
@@ -39,8 +43,13 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
 
+from vae_core.evaluate import decode_mean
+from vae_core.exercises import Verdict, check_choice, check_close, is_blank
+
 __all__ = ["code_grid", "line_path", "fitted_gaussian_samples", "inside_ellipse", "nearest_code_distance",
-           "code_spacing", "empty_fraction", "digit_coverage", "DigitJudge", "GapScores"]
+           "code_spacing", "empty_fraction", "digit_coverage", "DigitJudge", "GapScores",
+           "replay_prior_samples", "path_probabilities", "REPLAY_OPTIONS",
+           "check_bigger_bottleneck", "check_replay_prior", "check_path_crossing"]
 
 
 # ----------------------------------------------------------------------------- where to look
@@ -231,3 +240,141 @@ class DigitJudge:
         if not np.all(np.isfinite(images)):
             raise ValueError("images contain NaN or inf values")
         return images
+
+
+# ----------------------------------------------------------------------------- exercises
+def check_bigger_bottleneck(gain, ae20, ae) -> Verdict:
+    """Exercise 1: ``gain`` is the 20-d AE's test reconstruction term minus the 2-d AE's.
+
+    ae20, ae: what ``train_or_load`` returned for the 20-d and the 2-d autoencoder. ae20
+    must differ from ae only in its code size (same layers, likelihood and training
+    settings). The expected gain is recomputed from the two histories,
+    ``ae20.history['test_rec'][-1] - ae.history['test_rec'][-1]`` (nats per image);
+    tolerance 0.01 nats, so a difference of the two printed two-decimal values passes.
+    """
+    hint = ("Train the 20-d autoencoder with train_or_load, the notebook's net settings with latent_dim=20 and "
+            "deterministic=True, and the notebook's train_cfg; each result's test reconstruction term per "
+            "epoch is in its history['test_rec'].")
+    if is_blank(ae20):
+        return Verdict(False, "ae20 is still empty: train the 20-d autoencoder first.", hint)
+    cfg, other = getattr(ae20, "model_config", None), getattr(ae, "model_config", None)
+    if cfg is None or not hasattr(ae20, "history"):
+        return Verdict(False, f"ae20 should be the result train_or_load returns, got {type(ae20).__name__}.", hint)
+    if cfg.latent_dim != 20:
+        return Verdict(False, f"ae20 has a {cfg.latent_dim}-d code, not a 20-d one.", hint)
+    if not cfg.deterministic:
+        return Verdict(False, "ae20 is a VAE (deterministic=False); the exercise compares autoencoders.", hint)
+    if dataclasses.replace(cfg, latent_dim=other.latent_dim) != other:
+        return Verdict(False, "ae20's layers or likelihood differ from the 2-d AE's: change only latent_dim.", hint)
+    if ae20.train_config != ae.train_config:
+        return Verdict(False, "ae20 was trained with other settings than the 2-d AE: use the notebook's train_cfg.",
+                       hint)
+    expected = float(ae20.history["test_rec"][-1]) - float(ae.history["test_rec"][-1])
+    return check_close(gain, expected, rtol=0.0, atol=0.01, what="The gain in test log p(x|z) (nats per image)",
+                       hint="gain = (20-d AE's last test_rec) - (2-d AE's last test_rec), both from the models' "
+                            "history; it is positive when the bigger code reconstructs better (tolerance 0.01 nats).")
+
+
+def replay_prior_samples(codes, n: int, seed: int = 0, noise: float = 0.3) -> np.ndarray:
+    """n codes drawn by "replaying" the data: a random code plus noise * code_spacing * N(0, I).
+
+    The indices are drawn first, then the noise, from ``np.random.default_rng(seed)``.
+    Returns [n, L] float32.
+    """
+    codes = np.asarray(codes, np.float64)
+    rng = np.random.default_rng(seed)
+    picked = codes[rng.integers(0, len(codes), n)]
+    return (picked + noise * code_spacing(codes) * rng.normal(size=picked.shape)).astype(np.float32)
+
+
+REPLAY_OPTIONS = {
+    "a": "The noise is too large: most decoded images stop looking like digits.",
+    "b": "It needs the stored code of every test image and can only replay near-copies of them; "
+         "it says nothing about the space between the codes.",
+    "c": "The AE's decoder can only decode the exact codes of real images.",
+    "d": "It uses the test labels, which a generator is not allowed to see.",
+}
+
+
+def check_replay_prior(evenness, why, ae, codes, judge: DigitJudge, *, n: int = 5000, seed: int = 0,
+                       tol: float = 0.02) -> Verdict:
+    """Exercise 2: the evenness of the digits the "replay" prior generates, and why it is no real prior.
+
+    evenness: the student's evenness (entropy / log 10 of the classifier's digit histogram)
+      of 1000 decoded codes z = (random test code) + 0.3 * code_spacing * N(0, I).
+    why: one key of :data:`REPLAY_OPTIONS` (the right one is "b").
+    ae: the AE's training result (its ``model`` decodes); codes: the AE's test codes [n, 2];
+    judge: the notebook's :class:`DigitJudge`.
+    The reference evenness comes from ``n`` = 5000 replay draws of its own; a 1000-draw
+    estimate has a standard error of about 0.005 (measured over seeds on the course's
+    models), so the tolerance, 0.02, is about 3.5 standard errors of the difference and any
+    seed passes.
+    """
+    hint = ("Draw 1000 indices into codes['AE'] and add 0.3 * gaps.code_spacing(codes['AE']) times standard "
+            "normal noise; decode with decode_mean(ae.model, z), name the digits with judge.classify and take "
+            "the evenness from gaps.digit_coverage. Any seed passes: the tolerance is 0.02, about 3.5 "
+            "standard errors.")
+    z = replay_prior_samples(codes, n, seed)
+    _, predicted = judge.classify(np.asarray(decode_mean(ae.model, z)))
+    expected = digit_coverage(predicted)[1]
+    verdict = check_close(evenness, expected, rtol=0.0, atol=tol, what="The evenness", hint=hint)
+    if not verdict:
+        return verdict
+    choice = check_choice(why, "b", options=REPLAY_OPTIONS,
+                          hint="Ask what you must keep to draw from this prior, and what it can ever produce.")
+    if not choice:
+        return Verdict(False, f"The evenness is right; the reason {choice.message}", choice.hint)
+    return Verdict(True, f"Evenness about {expected:.3f}. {choice.message}")
+
+
+def path_probabilities(model, z_a, z_b, judge: DigitJudge, digits=(1, 7), steps: int = 50):
+    """Decode ``steps`` points of the straight line from z_a to z_b with ``model`` and return
+    (t [steps], probabilities [steps, len(digits)]) the judge's classifier gives each digit."""
+    line = line_path(z_a, z_b, steps=steps)
+    proba = judge.clf.predict_proba(np.asarray(decode_mean(model, line)))
+    classes = list(judge.clf.classes_)
+    columns = [classes.index(d) for d in digits]
+    return np.linspace(0.0, 1.0, steps), proba[:, columns]
+
+
+def check_path_crossing(t_cross, lowest, models, paths, judge: DigitJudge, *, steps: int = 50) -> Verdict:
+    """Exercise 3: where the classifier's p(1) and p(7) cross along each model's 1 -> 7 path.
+
+    t_cross: {model name: the first t on the ``steps``-point grid t = linspace(0, 1, steps)
+      at which p(7) >= p(1)}, np.nan for a model where that never happens;
+    lowest: {model name: the smallest p(1) + p(7) along the path}.
+    models: {name: training result}; paths: {name: the path's codes, start to end};
+    judge: the notebook's :class:`DigitJudge`. Recomputed with :func:`path_probabilities`.
+    Tolerances: t within one grid step, 1 / (steps - 1), so a linearly interpolated
+    crossing passes too; lowest within 0.001.
+    """
+    hint = ("For each model decode gaps.line_path(paths[name][0], paths[name][-1], steps=50) with decode_mean, "
+            "get the class probabilities from judge.clf.predict_proba (its columns follow judge.clf.classes_), "
+            "and put each image at t = np.linspace(0, 1, 50).")
+    for label, answer in (("t_cross", t_cross), ("lowest", lowest)):
+        if is_blank(answer) or (isinstance(answer, dict) and any(is_blank(v) for v in answer.values())):
+            return Verdict(False, f"{label} is still empty: fill in one value per model and run the cell again.", hint)
+        if not isinstance(answer, dict) or set(answer) != set(models):
+            return Verdict(False, f"{label} should be a dict with one value for each of {sorted(models)}.", hint)
+    step = 1.0 / (steps - 1)
+    for name, r in models.items():
+        t, p = path_probabilities(r.model, paths[name][0], paths[name][-1], judge, steps=steps)
+        after = np.flatnonzero(p[:, 1] >= p[:, 0])
+        want = float(t[after[0]]) if after.size else float("nan")
+        try:
+            got = float(t_cross[name])
+        except (TypeError, ValueError):
+            return Verdict(False, f"t_cross[{name!r}] should be a number, got {t_cross[name]!r}.", hint)
+        if np.isnan(want) != np.isnan(got) or (not np.isnan(want) and abs(got - want) > step + 1e-9):
+            if np.isnan(want) or np.isnan(got):
+                side = "p(7) never reaches p(1) on this line" if np.isnan(want) else "the curves do cross on this line"
+            else:
+                side = "too late" if got > want else "too early"
+            return Verdict(False, f"t_cross[{name!r}] is {got:.3g}: {side}.", hint)
+        verdict = check_close(lowest[name], float(np.min(p.sum(1))), rtol=0.0, atol=1e-3,
+                              what=f"lowest[{name!r}]", hint=hint)
+        if not verdict:
+            return verdict
+    summary = ", ".join(f"{n}: t = {float(t_cross[n]):.2f}, lowest p(1) + p(7) = {float(lowest[n]):.2f}"
+                        for n in models)
+    return Verdict(True, summary)

@@ -22,6 +22,10 @@ and :class:`ELBOExplorer`, an ipywidgets view with sliders for q's mean and std 
 
 Engine models are Flax NNX modules: the functions here take the model itself (no
 separate parameters) and split it (``nnx.split``) only where they jit.
+
+The checkers of the notebook's exercises (``check_*``, each returning a
+:class:`vae_core.exercises.Verdict`) compare the student's formulas with the closed forms
+here and in :mod:`vae_core.objectives` at a few fixed random points.
 """
 from __future__ import annotations
 
@@ -37,8 +41,9 @@ import optax
 from flax import nnx
 from jax.scipy.special import digamma, gammaln
 
+from vae_core.exercises import Failed, Verdict, attempt, check_choice, check_close, is_blank
 from vae_core.models import VAE
-from vae_core.objectives import iwae_bound, log_importance_weights
+from vae_core.objectives import gaussian_log_likelihood, iwae_bound, kl_per_dim, log_importance_weights
 from vae_core.toy import LinearGaussian
 from vae_core.widgets import Explorer
 
@@ -50,7 +55,9 @@ __all__ = ["Exact1D", "log_prior", "log_likelihood", "log_joint", "log_evidence"
            "gamma_logpdf", "gamma_entropy", "gamma_moments", "gamma_elbo", "trapezoid",
            "quadrature_evidence", "quadrature_expectation", "monte_carlo_elbo", "fit_q", "FitResult",
            "fit_two_for_one", "engine_monte_carlo_elbo",
-           "fixed_q_vae", "iwae_curve", "squared_error", "cross_entropy", "ELBOExplorer"]
+           "fixed_q_vae", "iwae_curve", "squared_error", "cross_entropy", "ELBOExplorer",
+           "shifted_gamma_elbo", "SHIFTED_GAMMA_OPTIONS",
+           "check_best_gaussian", "check_shifted_gamma", "check_best_sigma", "check_kl_closed_form"]
 
 
 # ----------------------------------------------------------------------------- the model
@@ -472,3 +479,141 @@ class ELBOExplorer(Explorer):
         self.std_slider.observe(refresh, names="value")
         refresh()
         return W.VBox([self.mean_slider, self.std_slider, self.readout, self.image])
+
+
+# ----------------------------------------------------------------------------- exercises
+def _values(fn, points):
+    """[fn(*p) for p in points] as a float array; the first blank or failed result as it is
+    (or the raw list when the results are not numbers), for check_close to report."""
+    out = []
+    for p in points:
+        value = attempt(fn, *p)
+        if is_blank(value) or isinstance(value, Failed):
+            return value
+        out.append(value)
+    try:
+        return np.asarray(out, np.float64)
+    except (TypeError, ValueError):
+        return out
+
+
+def check_best_gaussian(my_elbo, my_best_q, n_points: int = 6, seed: int = 0) -> Verdict:
+    """Exercise 1: the closed-form ELBO of q = N(mu, vs^2) on the exact 1-d model, and its maximiser.
+
+    my_elbo(x, mu, vs, w, b, sigma) -> ELBO (a number); my_best_q(x, w, b, sigma) -> (mean, std)
+    where the ELBO's derivatives vanish. Both are compared at ``n_points`` random models,
+    observations and q's with :func:`gaussian_elbo` and :func:`posterior`
+    (rtol 1e-4, atol 1e-5: float32 round-off, nothing more).
+    """
+    rng = np.random.default_rng(seed)
+    cases = [dict(x=rng.uniform(-3, 3), mu=rng.uniform(-2, 2), vs=rng.uniform(0.2, 2), w=rng.uniform(-3, 3),
+                  b=rng.uniform(-1, 1), sigma=rng.uniform(0.3, 2)) for _ in range(n_points)]
+    cases = [{k: float(v) for k, v in c.items()} for c in cases]
+    got = _values(my_elbo, [(c["x"], c["mu"], c["vs"], c["w"], c["b"], c["sigma"]) for c in cases])
+    want = [float(gaussian_elbo(Exact1D(c["w"], c["b"], c["sigma"]), c["x"], c["mu"], c["vs"])) for c in cases]
+    verdict = check_close(got, want, rtol=1e-4, atol=1e-5, what=f"my_elbo at {n_points} random points",
+                          hint="ELBO = E_q[log p(x|z)] + E_q[log p(z)] + entropy of q; under q, E[z] = mu, "
+                               "E[z^2] = mu^2 + vs^2 and E[(x - b - w z)^2] = (x - b - w mu)^2 + w^2 vs^2. "
+                               "Use the arguments, not the notebook's model.")
+    if not verdict:
+        return verdict
+    got = _values(my_best_q, [(c["x"], c["w"], c["b"], c["sigma"]) for c in cases])
+    want = [[float(v) for v in posterior(Exact1D(c["w"], c["b"], c["sigma"]), c["x"])] for c in cases]
+    verdict = check_close(got, want, rtol=1e-4, atol=1e-5, what=f"my_best_q's (mean, std) at {n_points} points",
+                          hint="Differentiate your ELBO with respect to mu and to vs, set both to zero and solve; "
+                               "return the pair (mean, std), the std positive.")
+    if not verdict:
+        return verdict
+    return Verdict(True, "Your ELBO matches the closed form, and its maximiser is the posterior N(m, s^2).")
+
+
+def shifted_gamma_elbo(model: Exact1D, x, shape, rate, shift):
+    """ELBO of q = shift + Gamma(shape, rate): moments E[z] = shift + shape/rate,
+    var = shape/rate^2; the entropy does not change with the shift."""
+    m1 = shift + shape / rate
+    return expected_log_joint(model, x, m1, m1**2 + shape / rate**2) + gamma_entropy(shape, rate)
+
+
+SHIFTED_GAMMA_OPTIONS = {
+    "a": "The gap reaches exactly 0 at a finite alpha: with a shift, the gamma family contains the posterior.",
+    "b": "alpha keeps growing (and the shift keeps moving left) the longer Adam runs; the gap shrinks towards "
+         "0 but stays above 0 for every finite alpha.",
+    "c": "The shift does not help: the best gap stays at the unshifted gamma's.",
+    "d": "alpha shrinks towards 0 and q turns into an exponential distribution.",
+}
+
+
+def check_shifted_gamma(my_shifted_elbo, behaviour, model: Exact1D, x) -> Verdict:
+    """Exercise 2: the ELBO of a shifted gamma q = c + Gamma(alpha, beta), and what its optimum does.
+
+    my_shifted_elbo(alpha, beta, c) -> ELBO on the notebook's model and observation, compared
+    with :func:`shifted_gamma_elbo` at five (alpha, beta, c), c = 0 among them (rtol 1e-4,
+    atol 1e-4: float32 round-off in the gamma function's logarithm);
+    behaviour: one key of :data:`SHIFTED_GAMMA_OPTIONS` (the right one is "b").
+    """
+    points = [(2.0, 2.0, 0.0), (5.0, 3.0, -1.0), (30.0, 8.0, -2.5), (1.5, 0.7, 0.4), (12.0, 5.0, -0.8)]
+    got = _values(my_shifted_elbo, points)
+    want = [float(shifted_gamma_elbo(model, x, a, r, c)) for a, r, c in points]
+    verdict = check_close(got, want, rtol=1e-4, atol=1e-4, what="Your shifted-gamma ELBO at 5 points",
+                          hint="A shift moves E[z] by c and leaves the variance alpha / beta^2 and the entropy "
+                               "unchanged; E.expected_log_joint needs only E[z] and E[z^2], E.gamma_entropy gives "
+                               "the entropy.")
+    if not verdict:
+        return verdict
+    choice = check_choice(behaviour, "b", options=SHIFTED_GAMMA_OPTIONS,
+                          hint="Print alpha, the shift and the gap after 500, 2000 and 5000 steps; the gamma's "
+                               "skewness is 2 / sqrt(alpha).")
+    if not choice:
+        return Verdict(False, f"Your ELBO is right; the behaviour {choice.message}", choice.hint)
+    return Verdict(True, f"Your ELBO matches. {choice.message}")
+
+
+def check_best_sigma(sigma_star, log_lik, x, probs) -> Verdict:
+    """Exercise 3: the sigma that maximises a Gaussian decoder's log p(x|z) for a batch, and that maximum.
+
+    sigma_star: one sigma shared by every pixel of every image of the batch; log_lik: the
+    batch mean of log p(x|z) at sigma_star. x, probs: the batch [n, D] and the decoder's
+    means [n, D]. Expected: sigma* = sqrt(mean SSE / D), and the mean of
+    ``vae_core.objectives.gaussian_log_likelihood`` at log sigma* (rtol 1e-4).
+    """
+    x, probs = jnp.asarray(x, jnp.float32), jnp.asarray(probs, jnp.float32)
+    sse = np.asarray(squared_error(x, probs), np.float64)
+    best = math.sqrt(sse.mean() / x.shape[-1])
+    verdict = check_close(sigma_star, best, rtol=1e-4, atol=0.0, what="sigma*",
+                          hint="Write log p(x|z) as -SSE / (2 sigma^2) - D log sigma - const, set its derivative "
+                               "with respect to sigma to zero; with one sigma for the batch, use the mean SSE.")
+    if not verdict:
+        return verdict
+    expected = float(jnp.mean(gaussian_log_likelihood(probs, x, jnp.log(best))))
+    return check_close(log_lik, expected, rtol=1e-4, atol=1e-3, what="log p(x|z) at sigma* (batch mean)",
+                       hint="Evaluate gaussian_log_likelihood(probs, x_b, jnp.log(sigma_star)) and average it over "
+                            "the batch, or plug sigma* into the formula.")
+
+
+def check_kl_closed_form(my_kl, seed: int = 0) -> Verdict:
+    """Exercise 4: my_kl(mu, log_var) -> KL(N(mu, diag(exp(log_var))) || N(0, I)), [batch, L] -> [batch].
+
+    Compared with the engine's ``kl_per_dim`` summed over the latents on three random
+    batches of shapes [4, 3], [2, 20] and [1, 1] (rtol 1e-4, atol 1e-5).
+    """
+    rng = np.random.default_rng(seed)
+    got, want = [], []
+    hint = ("KL = E_q[log q(z) - log p(z)]; take each latent separately: E_q[z_j^2] = mu_j^2 + sigma_j^2 and "
+            "E_q[(z_j - mu_j)^2] = sigma_j^2. Sum over the latent axis (axis -1), keep the batch axis.")
+    for shape in [(4, 3), (2, 20), (1, 1)]:
+        mu = rng.normal(0.0, 1.5, shape).astype(np.float32)
+        log_var = rng.uniform(-3.0, 2.0, shape).astype(np.float32)
+        value = attempt(my_kl, mu, log_var)
+        if is_blank(value):
+            return check_close(value, 0.0, hint=hint)
+        try:
+            value = np.asarray(value, np.float64)
+        except (TypeError, ValueError):
+            return check_close(value, 0.0, hint=hint, what="my_kl's result")
+        if value.shape != (shape[0],):
+            return Verdict(False, f"my_kl returned shape {value.shape} for inputs of shape {shape}, "
+                                  f"expected ({shape[0]},): one KL per example.", hint)
+        got.append(value)
+        want.append(np.asarray(jnp.sum(kl_per_dim(mu, log_var), -1), np.float64))
+    return check_close(np.concatenate(got), np.concatenate(want), rtol=1e-4, atol=1e-5,
+                       what="my_kl on 3 random batches", hint=hint)

@@ -20,6 +20,8 @@ This module measures both, in four settings the notebook 03 walks through:
 4. A gamma variable, whose sampler JAX differentiates by implicit reparameterization
    (:func:`gamma_pathwise_estimate`, :func:`gamma_score_estimate`, :func:`gamma_exact_gradient`).
 
+The notebook's exercises are checked by the ``check_*`` functions at the end (section 5).
+
 Every estimator returns one estimate per PRNG key; ``jax.vmap`` over keys gives the
 sampling distribution of the estimator, which is what the variances are computed from.
 
@@ -38,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from vae_core.exercises import Verdict, attempt, check_choice, check_close, is_blank
 from vae_core.models import VAE, Posterior, sample_posterior, scale_tril
 from vae_core.objectives import decoder_log_likelihood, kl_divergence, log_joint, posterior_log_density
 
@@ -437,6 +440,141 @@ def draw_gamma_estimates(key, alpha, k, *, estimator: str, n_seeds: int, n_sampl
     return jax.vmap(lambda kk: fn(kk, alpha, k, n_samples=n_samples, f=f))(keys)
 
 
+# =========================================================================== 5. exercises
+def _draws_1d(draws, what: str, min_n: int, hint: str):
+    """draws as a float64 1-D array, or a Verdict saying what is wrong with it."""
+    try:
+        arr = np.asarray(draws, np.float64)
+    except (TypeError, ValueError):
+        return Verdict(False, f"{what} should be an array of numbers, got {type(draws).__name__}.", hint)
+    if arr.ndim == 2 and arr.shape[1] == 2:
+        return Verdict(False, f"{what} has two columns (d/dmu, d/dsigma): keep only the one asked for.", hint)
+    if arr.ndim != 1:
+        return Verdict(False, f"{what} should be a 1-D array (one estimate per draw), got shape {arr.shape}.", hint)
+    if len(arr) < min_n:
+        return Verdict(False, f"{what} holds {len(arr)} draws; use at least {min_n} so that the check is tight "
+                              "enough to mean something.", hint)
+    if not np.all(np.isfinite(arr)):
+        return Verdict(False, f"{what} contains NaN or infinity.", hint)
+    return arr
+
+
+def check_pathwise_sigma_variance(draws, *, n_sigma: float = 4.5) -> Verdict:
+    """Exercise 1: draws = one-draw pathwise estimates of d/dsigma E[(x - k)^2] at mu = 1, sigma = 2,
+    k = -3 (a 1-D array, at least 2**14 of them).
+
+    Their sample mean must agree with the exact gradient 2 sigma and their sample variance with
+    4 d^2 + 8 sigma^2 (:func:`closed_forms`), each within n_sigma standard errors computed from
+    the draws themselves (:func:`mean_with_error`, :func:`variance_with_error`).
+    """
+    hint = ("draw with G.draw_estimates at mu = 1, sigma = 2, k = -3 (estimator 'pathwise', 2**16 seeds) and keep "
+            f"the derivative with respect to sigma only: which column is it? The check allows {n_sigma:g} standard "
+            "errors of the sample mean and of the sample variance.")
+    if is_blank(draws):
+        return check_close(None, 0.0, hint=hint)
+    arr = _draws_1d(draws, "draws", 2**14, hint)
+    if isinstance(arr, Verdict):
+        return arr
+    cf = closed_forms(-3.0, mu=1.0, sigma=2.0)
+    mean, mean_se = mean_with_error(arr)
+    verdict = check_close(mean, float(cf["grad_sigma"]), rtol=0.0, atol=n_sigma * mean_se, hint=hint,
+                          what="the mean of your draws")
+    if not verdict:
+        return verdict
+    var, var_se = variance_with_error(arr)
+    verdict = check_close(var, float(cf["pathwise_var_sigma"]), rtol=0.0, atol=n_sigma * var_se, hint=hint,
+                          what="the sample variance of your draws")
+    if not verdict:
+        return verdict
+    return Verdict(True, f"The sample variance {var:.2f} +- {var_se:.2f} agrees with 4 d^2 + 8 sigma^2 = "
+                         f"{float(cf['pathwise_var_sigma']):.0f} within {n_sigma:g} standard errors.")
+
+
+BASELINE_OPTIONS = {
+    "a": "Because E f is unknown in practice, and an unknown quantity cannot be the optimum.",
+    "b": "Because the variance weighs each draw by its squared score eps^2, and f is largest where |eps| is "
+         "large: the best constant is the score-weighted mean E[f eps^2] / E[eps^2], which exceeds E f.",
+    "c": "Because subtracting E f makes the estimator biased, so a different constant is needed.",
+    "d": "Because the best baseline must also cancel the true gradient 2 d.",
+}
+
+
+def check_best_baseline(my_best_baseline, why) -> Verdict:
+    """Exercise 2: my_best_baseline(d) -> the constant b minimising Var[(f - b) eps] for the score
+    function wrt mu at mu = sigma = 1 (f = (d + eps)^2); why: one key of :data:`BASELINE_OPTIONS`.
+
+    Checked against ``closed_forms(k)['optimal_baseline']`` at six values of d (rtol 1e-6).
+    """
+    hint = ("Var[(f - b) eps] = E[(f - b)^2 eps^2] - (2 d)^2 is a parabola in b: set its derivative to zero. "
+            "You need E[f eps^2] and E[eps^2] for f = (d + eps)^2 (E eps^2 = 1, E eps^4 = 3, odd powers vanish).")
+    for d in (-4.0, -1.0, 0.0, 0.5, 2.0, 3.0):
+        verdict = check_close(attempt(my_best_baseline, d), float(closed_forms(1.0 - d)["optimal_baseline"]),
+                              rtol=1e-6, atol=1e-9, hint=hint, what=f"your b* at d = {d:g}")
+        if not verdict:
+            return verdict
+    return check_choice(why, "b", options=BASELINE_OPTIONS,
+                        hint="your b* is right. For the reason: which draws get the most weight in "
+                             "E[(f - b)^2 eps^2], and how large is f at those draws?")
+
+
+def check_gamma_log_gradient(draws, *, n_sigma: float = 4.5) -> Verdict:
+    """Exercise 3: draws = {(alpha, name): 1-D array of one-draw estimates of d/dalpha E[log z]} for
+    alpha in (0.5, 4.0) and name in ('pathwise', 'score'), z ~ Gamma(alpha, 1), at least 2**12 each.
+
+    Each mean must agree with the exact trigamma psi'(alpha) within n_sigma standard errors of that mean.
+    """
+    hint = ("pass the test function f(z, k) = log z (k unused) as f= to G.draw_gamma_estimates; the exact "
+            "derivative is the trigamma function, jax.scipy.special.polygamma(1, alpha). The check allows "
+            f"{n_sigma:g} standard errors of each mean.")
+    wanted = [(a, name) for a in (0.5, 4.0) for name in ("pathwise", "score")]
+    if is_blank(draws):
+        return check_close(None, 0.0, hint=hint)
+    if not isinstance(draws, dict) or set(draws) != set(wanted):
+        got = sorted(draws) if isinstance(draws, dict) else type(draws).__name__
+        return Verdict(False, f"give a dict with the four keys {wanted}, got {got}.", hint)
+    lines = []
+    for a, name in wanted:
+        arr = _draws_1d(draws[a, name], f"draws[{a}, {name!r}]", 2**12, hint)
+        if isinstance(arr, Verdict):
+            return arr
+        exact = float(jax.scipy.special.polygamma(1, a))
+        mean, se = mean_with_error(arr)
+        verdict = check_close(mean, exact, rtol=0.0, atol=n_sigma * se, hint=hint,
+                              what=f"the mean of your {name} draws at alpha = {a:g}")
+        if not verdict:
+            return verdict
+        lines.append(f"{name} at alpha = {a:g}: {mean:.4f} +- {se:.4f}")
+    return Verdict(True, "Every mean agrees with psi'(alpha) within " f"{n_sigma:g} standard errors ("
+                         + "; ".join(lines) + ").")
+
+
+def check_score_variance(my_score_variance) -> Verdict:
+    """Exercise 4: my_score_variance(d, sigma) -> the variance of one score-function draw
+    f(x) (x - mu) / sigma^2 of d/dmu E[(x - k)^2], x ~ N(mu, sigma^2), d = mu - k.
+
+    Checked against the exact ``closed_forms(k, mu, sigma)['score_var_mu']`` (no baseline) at six
+    (d, sigma) points, rtol 1e-6.
+    """
+    hint = ("write x = mu + sigma eps, so one draw is (d + sigma eps)^2 eps / sigma. Expand (d + sigma eps)^4 eps^2, "
+            "keep the even powers of eps (E eps^2 = 1, E eps^4 = 3, E eps^6 = 15), divide by sigma^2 and subtract "
+            "the squared mean (2 d)^2. At sigma = 1 the answer must be d^4 + 14 d^2 + 15.")
+    points = [(1.0, 1.0), (4.0, 2.0), (-1.5, 0.5), (0.0, 3.0), (2.0, 0.3), (-3.0, 1.7)]
+    right_at_one = False
+    for d, sigma in points:
+        expected = float(closed_forms(-d, mu=0.0, sigma=sigma)["score_var_mu"])
+        verdict = check_close(attempt(my_score_variance, d, sigma), expected, rtol=1e-6, atol=1e-9, hint=hint,
+                              what=f"your variance at d = {d:g}, sigma = {sigma:g}")
+        if not verdict:
+            if right_at_one:
+                return Verdict(False, verdict.message + " (Right at sigma = 1: check how each term scales "
+                                                        "with sigma.)", hint)
+            return verdict
+        right_at_one = right_at_one or sigma == 1.0
+    return Verdict(True, "It matches at all six (d, sigma) points. A narrow q (small sigma) makes the "
+                         "score function noisier through its d^4 / sigma^2 term, while the pathwise "
+                         "variance 4 sigma^2 shrinks.")
+
+
 __all__ = [
     "ESTIMATORS", "quadratic", "gaussian_score", "score_function_estimate", "pathwise_estimate",
     "draw_estimates", "closed_forms", "variance_with_error", "mean_with_error", "ENCODER", "mc_elbo",
@@ -444,4 +582,6 @@ __all__ = [
     "group_statistics", "mean_agreement", "estimator_loss", "random_full_posterior",
     "covariance", "reference_log_density", "quadratic_form_gradients", "gamma_pathwise_estimate",
     "gamma_score_estimate", "gamma_exact_gradient", "draw_gamma_estimates",
+    "check_pathwise_sigma_variance", "BASELINE_OPTIONS", "check_best_baseline", "check_gamma_log_gradient",
+    "check_score_variance",
 ]

@@ -10,6 +10,7 @@ Small, tested functions the notebook calls so that it holds no model or metric c
   log_likelihood_cached  vae_core.evaluate.log_marginal_likelihood, memoised on disk
   ModelTracker           train_or_load that counts trained vs cached models and records
                          the notebook's cold-cache and cached wall times
+  check_*                the exercises' checkers (each returns a vae_core.exercises.Verdict)
 
 Reconstructions, tables and metrics come from the engine: ``vae_core.evaluate.reconstruct``,
 ``vae_core.plots.format_table``, ``vae_core.metrics.active_units``.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import time
 from pathlib import Path
@@ -31,8 +33,10 @@ from vae_core.checkpoint import cache_dir, train_or_load
 from vae_core.config import mode_name
 from vae_core.data import binarize
 from vae_core.evaluate import log_marginal_likelihood, sample_prior
+from vae_core.exercises import Verdict, attempt, check_close, is_blank
 from vae_core.files import atomic_write
 from vae_core.models import VAE, params_to_arrays
+from vae_core.objectives import bernoulli_log_likelihood, kl_per_dim
 
 
 # ----------------------------------------------------------------------------- latents
@@ -217,5 +221,108 @@ class ModelTracker:
                 "log": dict(entry)}
 
 
+# ----------------------------------------------------------------------------- exercises
+def check_elbo(my_elbo, model, x, key) -> Verdict:
+    """Exercise "write the loss yourself": my_elbo(model, x, key) -> [batch] one-sample ELBO per image.
+
+    ``model`` is the notebook's hand-written VAE: ``model.encode(x) -> (mu, log_var)`` and
+    ``model.decode(z) -> logits``. The reference uses the engine's Bernoulli log-likelihood and
+    analytic KL on the same reparameterized draw (eps = jax.random.normal(key, mu.shape)).
+    """
+    hint = ("encode x into (mu, log_var); z = mu + exp(log_var / 2) * eps with eps = jax.random.normal(key, mu.shape); "
+            "log p(x|z) sums x * logits - softplus(logits) over the pixels; subtract the analytic KL, "
+            "1/2 sum(mu^2 + exp(log_var) - 1 - log_var) over the latents. Return one number per image.")
+    answer = attempt(my_elbo, model, x, key)
+    mu, log_var = model.encode(x)
+    z = mu + jnp.exp(0.5 * log_var) * jax.random.normal(key, mu.shape)
+    expected = bernoulli_log_likelihood(model.decode(z), x) - jnp.sum(kl_per_dim(mu, log_var), -1)
+    return check_close(answer, expected, rtol=1e-5, atol=1e-3, hint=hint, what="your ELBO per image")
+
+
+def subset_average(log_w, m: int) -> float:
+    """Mean over all m-element subsets I of log((1/m) sum_{i in I} w_i), for one row log_w: [k]."""
+    log_w = np.asarray(log_w, np.float64)
+    values = [float(jax.scipy.special.logsumexp(log_w[list(idx)]) - np.log(m))
+              for idx in itertools.combinations(range(len(log_w)), m)]
+    return float(np.mean(values))
+
+
+def check_subset_average(my_subset_average) -> Verdict:
+    """Exercise "L_k cannot decrease": my_subset_average(log_w [k], m) -> float, the mean over all
+    m-subsets of the log of the subset's mean weight. Checked on random weights for m = 1..k;
+    it must also come out <= log of the mean of all k weights (Jensen)."""
+    hint = ("loop over itertools.combinations(range(len(log_w)), m); for each subset take "
+            "logsumexp(log_w[list(subset)]) - log(m); return the mean over subsets.")
+    rng = np.random.default_rng(4)
+    log_w = rng.normal(0.0, 2.0, size=6)
+    for m in (1, 2, 3, 6):
+        verdict = check_close(attempt(my_subset_average, log_w, m), subset_average(log_w, m), rtol=1e-6, atol=1e-8,
+                              hint=hint, what=f"your subset average for m = {m}")
+        if not verdict:
+            return verdict
+    return Verdict(True, "It rises with m and reaches log-mean-exp of all six weights at m = 6: "
+                         "E[L_m] <= E[L_k] for m <= k.")
+
+
+def check_iwae_curve(bounds, model: VAE, x, *, n_sigma: float = 4.0) -> Verdict:
+    """Exercise "how tight does L_k get": bounds = {k: mean of L_k over the images x} for k in 1, 10, 100, 1000.
+
+    The checker estimates each L_k twice with its own keys; a student's value passes when it is
+    within n_sigma standard errors of the first estimate (the standard error of the difference of
+    two independent means, estimated from the checker's own two draws, image by image).
+    """
+    hint = ("for each k call log_marginal_likelihood(model, x, key, k=k) on the same images and take the mean "
+            "over images; L_1 should be close to the one-sample ELBO, and every step in k should raise it.")
+    if not is_blank(bounds) and (not isinstance(bounds, dict) or sorted(bounds) != [1, 10, 100, 1000]):
+        return Verdict(False, "give a dict {1: ..., 10: ..., 100: ..., 1000: ...} of mean bounds.", hint)
+    if is_blank(bounds) or any(is_blank(v) for v in bounds.values()):
+        return check_close(None, 0.0, hint=hint)
+    for k in (1, 10, 100, 1000):
+        a, b = (np.asarray(log_marginal_likelihood(model, x, jax.random.PRNGKey(seed), k=k, k_chunk=min(k, 500)))
+                for seed in (2024 + k, 4048 + k))
+        se = float(np.std(a - b) / np.sqrt(2 * len(a)))  # one mean's standard error
+        verdict = check_close(bounds[k], float(a.mean()), rtol=0.0, atol=n_sigma * np.sqrt(2) * se + 1e-3,
+                              hint=hint, what=f"your L_{k}")
+        if not verdict:
+            return verdict
+    return Verdict(True, f"every L_k agrees with the checker's estimate within {n_sigma:g} standard errors.")
+
+
+def train_test_gap(result) -> float:
+    """Train ELBO (minibatch mean of the last epoch) minus test ELBO (last epoch) of a TrainResult, in nats."""
+    return float(-result.history["train_loss"][-1] - result.history["test_elbo"][-1])
+
+
+def check_overfitting_gaps(gaps, dynamic, static) -> Verdict:
+    """Exercise "static binarization": gaps = {'dynamic': ..., 'static': ...}, each the last epoch's
+    train ELBO minus test ELBO (nats) of the two TrainResults."""
+    hint = ("the train ELBO of the last epoch is -result.history['train_loss'][-1]; the test ELBO is "
+            "result.history['test_elbo'][-1]; give train minus test for each run.")
+    if not is_blank(gaps) and (not isinstance(gaps, dict) or sorted(gaps) != ["dynamic", "static"]):
+        return Verdict(False, "give a dict {'dynamic': ..., 'static': ...}.", hint)
+    if is_blank(gaps) or any(is_blank(v) for v in gaps.values()) or static is None:
+        return check_close(None, 0.0, hint=hint)
+    expected = [train_test_gap(dynamic), train_test_gap(static)]
+    return check_close([gaps["dynamic"], gaps["static"]], expected, rtol=1e-4, atol=1e-3, hint=hint,
+                       what="your two gaps [dynamic, static]")
+
+
+def check_masked_errors(errors, model: VAE, masked, clean_grey, mask) -> Verdict:
+    """Exercise "denoising proxy": errors = (whole-image error, error inside the square) of the
+    model's reconstructions of the masked digits, each a mean over images of mean_abs_error."""
+    from vae_core.evaluate import reconstruct
+
+    hint = ("reconstruct(model, masked), then mean_abs_error(recon, clean_grey).mean() for the whole image and "
+            "np.nanmean(mean_abs_error(recon, clean_grey, mask)) inside the square.")
+    if is_blank(errors) or model is None:
+        return check_close(None, 0.0, hint=hint)
+    if np.shape(errors) != (2,):
+        return Verdict(False, "give two numbers: (whole image, inside the square).", hint)
+    recon = reconstruct(model, masked)
+    expected = [float(mean_abs_error(recon, clean_grey).mean()), float(np.nanmean(mean_abs_error(recon, clean_grey, mask)))]
+    return check_close(errors, expected, rtol=1e-4, atol=1e-5, hint=hint, what="your two errors")
+
+
 __all__ = ["order_by_kl", "normal_grid", "prior_samples", "flip_noise", "mask_patches", "mean_abs_error",
-           "log_likelihood_cached", "ModelTracker"]
+           "log_likelihood_cached", "ModelTracker", "check_elbo", "subset_average", "check_subset_average",
+           "check_iwae_curve", "train_test_gap", "check_overfitting_gaps", "check_masked_errors"]

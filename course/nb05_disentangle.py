@@ -8,6 +8,7 @@ this module only tabulates it for the notebook and ``benchmarks/mig.py``.
   traversal_codes, traversal_grid, plot_traversal   decode and draw one latent moved at a time
   sprite_model_config, sprite_train_config          the conv β-VAE trained on sprites
   mig_table, format_mig_table                       MIG of every (β, seed) model, as text
+  check_negative_elbo, check_mig_codes, check_low_mig   the exercises' checkers
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from typing import Sequence
 import numpy as np
 
 from vae_core.evaluate import decode_mean
-from vae_core.metrics import N_BINS, model_mig
+from vae_core.exercises import Verdict, check_choice, check_close, is_blank
+from vae_core.metrics import N_BINS, mig, mig_ceiling, model_mig
 from vae_core.models import VAE, ModelConfig
 from vae_core.plots import format_table, tile_images
 from vae_core.train import TrainConfig
@@ -141,5 +143,163 @@ def format_mig_table(rows: list[dict], factor_names: Sequence[str]) -> str:
     return format_table(models, columns) + "\n\n" + format_table(summary, summary_columns)
 
 
+# ----------------------------------------------------------------------------- exercises
+ELBO_OPTIONS = {
+    "a": "The ELBO scores a model as a density model of the data; beta > 1 gives up some ELBO on purpose "
+         "to buy a smaller, more factorised code. A model can be a worse density model and a better "
+         "representation at the same time: they are different goals.",
+    "b": "A beta-VAE's ELBO has to be computed with beta times the KL; with that correction the beta > 1 "
+         "models have the best ELBO.",
+    "c": "The beta > 1 models lose ELBO only on test images; on the training images their ELBO is the best.",
+    "d": "A larger beta raises the rate, and a higher rate always means a better ELBO.",
+}
+
+
+def check_negative_elbo(neg_elbo, best_beta, why, rd: dict) -> Verdict:
+    """Exercise 1: neg_elbo = {beta: negative ELBO (nats)} for every beta in ``rd`` (the notebook's
+    ``evaluate`` results, each with mean 'rec' = E log p(x|z) and 'kl'); best_beta = the beta whose
+    ELBO is largest; why = one key of :data:`ELBO_OPTIONS`.
+
+    The checker recomputes -ELBO = distortion + rate = -rec + kl from ``rd`` (rtol 1e-5, atol 1e-3 nats).
+    """
+    hint = ("rd[beta]['rec'] is the mean log p(x|z) and rd[beta]['kl'] the mean KL, in nats. The ELBO is "
+            "E log p(x|z) - KL whatever beta the model was trained with (beta weights the KL only in the training "
+            "loss). The best ELBO is the largest ELBO, i.e. the smallest negative ELBO.")
+    expected = {float(b): float(-np.asarray(r["rec"]) + np.asarray(r["kl"])) for b, r in rd.items()}
+    if is_blank(neg_elbo):
+        return check_close(None, 0.0, hint=hint)
+    if not isinstance(neg_elbo, dict) or sorted(float(b) for b in neg_elbo) != sorted(expected):
+        return Verdict(False, f"give a dict {{beta: negative ELBO}} with one entry for each beta in rd "
+                              f"({[f'{b:g}' for b in sorted(expected)]}).", hint)
+    got = {float(b): v for b, v in neg_elbo.items()}
+    betas = sorted(expected)
+    verdict = check_close([got[b] for b in betas], [expected[b] for b in betas], rtol=1e-5, atol=1e-3, hint=hint,
+                          what="your negative ELBOs (in increasing beta)")
+    if not verdict:
+        return verdict
+    best = min(expected, key=expected.get)
+    if is_blank(best_beta):
+        return Verdict(False, "Your negative ELBOs are right; best_beta is still empty.", hint)
+    try:
+        right = float(best_beta) == best
+    except (TypeError, ValueError):
+        return Verdict(False, f"best_beta should be one of the betas, got {best_beta!r}.", hint)
+    if not right:
+        return Verdict(False, f"Your negative ELBOs are right, but beta = {best_beta} does not have the best ELBO.",
+                       hint)
+    return check_choice(why, "a", options=ELBO_OPTIONS,
+                        hint="your numbers are right. For the reason: what does the ELBO measure, and what "
+                             "does a beta > 1 model trade it for?")
+
+
+def _codes(z, n: int, name: str, hint: str):
+    """z as a float [n, L >= 2] array without NaN, or a Verdict saying what is wrong with it."""
+    try:
+        arr = np.asarray(z, np.float64)
+    except (TypeError, ValueError):
+        return Verdict(False, f"{name} should be an array of numbers, got {type(z).__name__}.", hint)
+    if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] < 2:
+        return Verdict(False, f"{name} should have shape [{n}, L] with L >= 2 latents (one row per sprite of "
+                              f"the factors given), got {arr.shape}.", hint)
+    if not np.all(np.isfinite(arr)):
+        return Verdict(False, f"{name} contains NaN or infinity.", hint)
+    return arr
+
+
+def _top_share(result, k: int) -> float:
+    """Largest I(z_j; v_k) / H(v_k) over the latents of a MIGResult."""
+    return float(result.mi[:, k].max() / result.entropy[k])
+
+
+POSX = 3  # column of posX in the sprites' factors (vae_core.sprites.FACTOR_NAMES)
+
+
+def check_mig_codes(z_all, z_little, factors) -> Verdict:
+    """Exercise 2: two codes [n, L] for the sprites' factors [n, 5], scored with ``vae_core.metrics.mig``.
+
+    z_all: some latent shares as much of posX's entropy as a copy of posX does (within 0.01; the
+    copy's share is below 1 with 20 bins), yet posX's normalised gap is at most 0.01.
+    z_little: no latent shares more than a third of posX's entropy, yet posX's gap is at least 0.1.
+    """
+    hint_all = ("MIG rewards the gap between the best and the second-best latent, not the information itself: "
+                "what happens to the gap when two latents know exactly the same thing?")
+    hint_little = ("the gap is divided by H(posX) = log 32 nats, so a coarse summary of posX that only one latent "
+                   "holds still leaves a gap. How few values of posX does a latent need to tell apart?")
+    factors = np.asarray(factors)
+    if is_blank(z_all):
+        return check_close(None, 0.0, hint=hint_all)
+    arr = _codes(z_all, len(factors), "z_all", hint_all)
+    if isinstance(arr, Verdict):
+        return arr
+    res, ceiling = mig(arr, factors), mig_ceiling(factors)
+    copy = float(ceiling.mi[POSX, POSX] / ceiling.entropy[POSX])   # the ceiling's latent POSX is posX itself
+    share, gap = _top_share(res, POSX), float(res.per_factor[POSX])
+    if share < copy - 0.01:
+        return Verdict(False, f"z_all: its best latent shares {share:.3f} of posX's entropy, a copy of posX "
+                              f"shares {copy:.3f}: it does not carry all the information.", hint_all)
+    if gap > 0.01:
+        return Verdict(False, f"z_all carries posX, but posX's gap is {gap:.3f}, not 0.", hint_all)
+    if is_blank(z_little):
+        return Verdict(False, "z_all is right; z_little is still empty.", hint_little)
+    arr = _codes(z_little, len(factors), "z_little", hint_little)
+    if isinstance(arr, Verdict):
+        return arr
+    res = mig(arr, factors)
+    share_l, gap_l = _top_share(res, POSX), float(res.per_factor[POSX])
+    if share_l > 1 / 3:
+        return Verdict(False, f"z_all is right. z_little: a latent shares {share_l:.3f} of posX's entropy, more "
+                              "than a third.", hint_little)
+    if gap_l < 0.1:
+        return Verdict(False, f"z_all is right. z_little: posX's gap is {gap_l:.3f}, below 0.1.", hint_little)
+    return Verdict(True, f"z_all: full information ({share:.3f} of H, like a copy), gap {gap:.3f}. z_little: "
+                         f"{share_l:.3f} of H, gap {gap_l:.3f}. MIG measures exclusiveness, not information.")
+
+
+LOW_MIG_OPTIONS = {
+    "a": "Twenty equal-width bins cannot resolve posX, posY (32 values) or orientation (40), so even a copy "
+         "shares less than all of their entropy; and a factor no latent captures (here orientation) adds a gap "
+         "of 0 to the average over five factors.",
+    "b": "MIG is computed from the decoder's traversals, and a decoder blurs what even a perfect code says.",
+    "c": "The plug-in estimate of I(z; v) for a copied factor is always half of H(v).",
+    "d": "MIG subtracts each latent's KL, and a latent that copies a factor has a large KL.",
+}
+
+
+def check_low_mig(z_ideal, reason, factors, *, tolerance: float = 0.05) -> Verdict:
+    """Exercise 3: z_ideal [n, L] is perfectly disentangled except that no latent carries orientation;
+    reason = one key of :data:`LOW_MIG_OPTIONS`.
+
+    Checked with ``vae_core.metrics.mig`` on ``factors`` [n, 5]: shape, scale, posX and posY each
+    have a gap within ``tolerance`` of the ideal code's (:func:`vae_core.metrics.mig_ceiling`),
+    and no latent shares more than 0.1 of orientation's entropy.
+    """
+    hint = ("give each of shape, scale, posX and posY a latent of its own (a copy of that factor column), let no "
+            "latent depend on orientation (column 2), and fill the remaining latents with noise or constants.")
+    factors = np.asarray(factors)
+    if is_blank(z_ideal):
+        return check_close(None, 0.0, hint=hint)
+    arr = _codes(z_ideal, len(factors), "z_ideal", hint)
+    if isinstance(arr, Verdict):
+        return arr
+    res, ceiling = mig(arr, factors), mig_ceiling(factors)
+    names = ("shape", "scale", "orientation", "posX", "posY")
+    for k in (0, 1, 3, 4):
+        if res.per_factor[k] < ceiling.per_factor[k] - tolerance:
+            return Verdict(False, f"{names[k]}'s gap is {res.per_factor[k]:.3f}; an ideal code's is "
+                                  f"{ceiling.per_factor[k]:.3f}.", hint)
+    orient = _top_share(res, 2)
+    if orient > 0.1:
+        return Verdict(False, f"a latent shares {orient:.3f} of orientation's entropy: the code should ignore "
+                              "orientation.", hint)
+    verdict = check_choice(reason, "a", options=LOW_MIG_OPTIONS,
+                           hint=f"your code is right (MIG {res.score:.3f}, the ceiling is {ceiling.score:.3f}). "
+                                "For the reason: look at its per-factor gaps, and at section 4.")
+    if not verdict:
+        return verdict
+    return Verdict(True, f"Your code scores MIG {res.score:.3f} against the ceiling {ceiling.score:.3f}, per "
+                         f"factor {np.round(res.per_factor, 3).tolist()}. {LOW_MIG_OPTIONS['a']}")
+
+
 __all__ = ["traversal_codes", "traversal_grid", "plot_traversal", "sprite_model_config", "sprite_train_config",
-           "mig_table", "format_mig_table"]
+           "mig_table", "format_mig_table", "ELBO_OPTIONS", "check_negative_elbo", "POSX", "check_mig_codes",
+           "LOW_MIG_OPTIONS", "check_low_mig"]

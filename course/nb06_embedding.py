@@ -18,6 +18,10 @@ t-SNE runs through openTSNE (FFT-interpolated or Barnes-Hut gradients) or scikit
 (Barnes-Hut). All three use 250 early-exaggeration iterations followed by 500 normal
 ones, PCA initialisation and the "auto" learning rate of their library, so timings
 compare like with like. ``benchmarks/tsne_speed.py`` times them on the same 10k points.
+
+The notebook's exercises are checked by :func:`check_knn_by_k`, :func:`check_random_starts`
+and :func:`check_active_latents`: each recomputes the expected answer from the codes,
+maps or model it is given, so the same check works in smoke mode, full mode and tests.
 """
 from __future__ import annotations
 
@@ -27,7 +31,9 @@ from dataclasses import dataclass
 import matplotlib.pyplot as plt
 import numpy as np
 
-from vae_core.metrics import knn_accuracy, trustworthiness
+from vae_core.evaluate import encode
+from vae_core.exercises import Verdict, check_choice, check_close, is_blank
+from vae_core.metrics import active_units, knn_accuracy, trustworthiness
 
 TSNE_METHODS = ("opentsne-fft", "opentsne-bh", "sklearn-bh")
 DEFAULT_METHOD = "opentsne-fft"
@@ -210,5 +216,176 @@ def plot_perplexity(sweep: dict, labels, *, s: float = 2.0, suptitle: str | None
     return plot_maps(maps, labels, ncols=len(maps), s=s, suptitle=suptitle)
 
 
+# --------------------------------------------------------------------------- exercise checkers
+ACCURACY_ATOL = 5e-4  # an accuracy given to 3 decimals still counts as the computed one
+EX1_MODELS = ("VAE β=1", "β-VAE β=4")
+EX1_KS = (1, 10, 50)
+
+_PRESERVED = {
+    "a": "The distances between islands: two digits whose islands touch in the map have codes that are "
+         "close to each other in the latent space.",
+    "b": "Who is whose near neighbour: each code keeps (mostly) the same neighbours and the 2-d k-NN "
+         "accuracy hardly moves, while where each island lands is partly chance.",
+    "c": "The sizes of the islands: a small, tight island means that digit's codes are tightly packed.",
+    "d": "Nothing reliable: with another seed a code's neighbours change as much as the layout does.",
+}
+_INACTIVE = {
+    "a": "It drops clearly: the switched-off latents still carried part of the digit's identity.",
+    "b": "It stays (almost) the same: a switched-off latent's mean is (almost) the same for every image, "
+         "so it adds (almost) nothing to any distance between two codes.",
+    "c": "It rises clearly: the switched-off latents were noise that swamped the distances.",
+}
+
+
+def _by_key(answer, keys, what):
+    """answer[key] for each key as a list of floats, or an error message (str)."""
+    if isinstance(answer, dict):
+        missing = [k for k in keys if k not in answer]
+        if missing:
+            return f"{what} has no entry for {missing[0]!r}: its keys should be {list(keys)}."
+        values = [answer[k] for k in keys]
+    elif isinstance(answer, (list, tuple, np.ndarray)) and len(answer) == len(keys):
+        values = list(answer)
+    else:
+        return f"{what} should be a dict with keys {list(keys)}, got {type(answer).__name__}."
+    try:
+        return [float(v) for v in values]
+    except (TypeError, ValueError):
+        return f"every value of {what} should be a number."
+
+
+def check_knn_by_k(accuracies, order_flips, codes: dict, labels) -> Verdict:
+    """Exercise 1: k-NN accuracy of two models' codes for k = 1, 10 and 50, and whether their order flips.
+
+    accuracies: {model name: {k: accuracy}} for the names in ``EX1_MODELS`` and the k in
+    ``EX1_KS`` (a list of the three accuracies in that k order is accepted too);
+    order_flips: True when the model ahead at one k is strictly behind at another.
+    codes: {model name: codes [n, d]} (the notebook's dict), labels [n]. The expected values
+    are ``knn_accuracy(codes[name], labels, k=k)``; each may be off by 5e-4 (3 decimals).
+    """
+    hint = ("for each of the two models and each k, call knn_accuracy(codes[name], y_test, k=k) "
+            "(the same 5-fold cross-validation as the table); keep the values unrounded or to 3 decimals.")
+    if is_blank(accuracies):
+        return check_close(accuracies, 0.0, hint=hint)
+    if not isinstance(accuracies, dict):
+        return Verdict(False, f"accuracies should be a dict {{model name: {{k: accuracy}}}}, "
+                              f"got {type(accuracies).__name__}.", hint)
+    expected, given = [], []
+    for name in EX1_MODELS:
+        if name not in accuracies:
+            return Verdict(False, f"accuracies has no entry for {name!r}: its keys should be {list(EX1_MODELS)}.",
+                           hint)
+        row = _by_key(accuracies[name], EX1_KS, f"accuracies[{name!r}]")
+        if isinstance(row, str):
+            return Verdict(False, row, hint)
+        given.append(row)
+        expected.append([knn_accuracy(codes[name], labels, k=k) for k in EX1_KS])
+    verdict = check_close(given, expected, hint=hint, rtol=1e-6, atol=ACCURACY_ATOL,
+                          what=f"the accuracies (rows {', '.join(EX1_MODELS)}; columns k = 1, 10, 50)")
+    if not verdict:
+        return verdict
+    gaps = np.subtract(*expected)
+    flips = bool(gaps.max() > 0 > gaps.min())
+    flip_hint = ("compare the two models column by column: order_flips is True only if the model that is "
+                 "ahead at one k is strictly behind at another k (a tie is neither ahead nor behind).")
+    if is_blank(order_flips):
+        return Verdict(False, "The accuracies are right; order_flips is still empty.", flip_hint)
+    if not isinstance(order_flips, (bool, np.bool_)):
+        return Verdict(False, f"order_flips should be True or False, got {order_flips!r}.", flip_hint)
+    if bool(order_flips) != flips:
+        return Verdict(False, f"The accuracies are right, but order_flips={bool(order_flips)} does not "
+                              "match them.", flip_hint)
+    said = ("the order of the two models changes with k" if flips
+            else "neither model overtakes the other as k changes")
+    return Verdict(True, f"All six accuracies match, and {said}.")
+
+
+def _coords(m):
+    return np.asarray(getattr(m, "coords", m), dtype=np.float64)
+
+
+def check_random_starts(runs, map_accuracy, preserved, labels) -> Verdict:
+    """Exercise 2: two t-SNE maps from random starts, their 2-d 10-NN accuracy, what t-SNE keeps.
+
+    runs: {seed: Map2D (or coords [n, 2])} for seeds 0 and 1; map_accuracy: {seed: accuracy},
+    checked against ``knn_accuracy(runs[seed].coords, labels)`` to within 5e-4 (3 decimals);
+    preserved: "a"-"d", what a t-SNE map keeps from one random start to another. The maps
+    must have one row per label and must not be identical (two seeds, random starts).
+    """
+    hint = ("nb06.tsne takes seed= and initialization= keyword arguments; embed codes['autoencoder'] with "
+            "the notebook's **tsne_kw once per seed and keep the maps in a dict keyed by the seed.")
+    if is_blank(runs):
+        return check_close(runs, 0.0, hint=hint)
+    if not isinstance(runs, dict) or sorted(runs, key=str) != [0, 1]:
+        keys = sorted(runs, key=str) if isinstance(runs, dict) else type(runs).__name__
+        return Verdict(False, f"runs should be a dict with the seeds 0 and 1 as keys, got {keys}.", hint)
+    maps = {}
+    for seed in (0, 1):
+        try:
+            maps[seed] = _coords(runs[seed])
+        except (TypeError, ValueError):
+            return Verdict(False, f"runs[{seed}] should be what nb06.tsne returns.", hint)
+        if maps[seed].shape != (len(labels), 2):
+            return Verdict(False, f"runs[{seed}] has coordinates of shape {maps[seed].shape}, expected "
+                                  f"{(len(labels), 2)}: one 2-d point per test code.", hint)
+    if np.allclose(maps[0], maps[1]):
+        return Verdict(False, "The two maps are identical.",
+                       "a map from a random start depends on the seed: pass initialization='random' and "
+                       "a different seed to each call.")
+    acc_hint = ("map_accuracy[seed] is knn_accuracy of that map's 2-d coordinates (runs[seed].coords) "
+                "and y_test, with the default k = 10; unrounded or to 3 decimals.")
+    if is_blank(map_accuracy):
+        return Verdict(False, "The maps are fine; map_accuracy is still empty.", acc_hint)
+    given = _by_key(map_accuracy, (0, 1), "map_accuracy")
+    if isinstance(given, str):
+        return Verdict(False, given, acc_hint)
+    expected = [knn_accuracy(maps[seed], labels) for seed in (0, 1)]
+    verdict = check_close(given, expected, hint=acc_hint, rtol=1e-6, atol=ACCURACY_ATOL,
+                          what="the 2-d 10-NN accuracies (seed 0, seed 1)")
+    if not verdict:
+        return verdict
+    choice = check_choice(preserved, "b", options=_PRESERVED,
+                          hint="put the two maps side by side: which changed from one seed to the other, "
+                               "and which of the numbers you computed did not?")
+    if not choice:
+        return Verdict(False, f"The maps and their accuracies are right; preserved: {choice.message}", choice.hint)
+    return Verdict(True, f"Both maps and their accuracies match. {choice.message}")
+
+
+def check_active_latents(kept, accuracy, why, model, x, labels, *, threshold: float = 0.01) -> Verdict:
+    """Exercise 3: the codes restricted to the active latents, their 10-NN accuracy, and why.
+
+    kept: the posterior means of x [n, n_active] in the columns whose variance over x exceeds
+    ``threshold`` (``vae_core.metrics.active_units``), compared with the model's own codes to
+    1e-5; accuracy: checked against ``knn_accuracy`` of those columns to within 5e-4
+    (3 decimals); why: "a"-"c", what dropping switched-off latents does to the accuracy.
+    """
+    hint = ("active_units(model, x_test) returns the count and each latent's variance; keep the columns of "
+            "codes['β-VAE β=4'] whose variance is above 0.01 (a boolean mask as the column index).")
+    if is_blank(kept):
+        return check_close(kept, 0.0, hint=hint)
+    _, variances = active_units(model, x, threshold=threshold)
+    want = np.asarray(encode(model, x).mean, np.float64)[:, variances > threshold]
+    verdict = check_close(kept, want, hint=hint, rtol=1e-5, atol=1e-5, what="kept")
+    if not verdict:
+        return verdict
+    acc_hint = "apply knn_accuracy to kept and y_test (default k = 10); unrounded or to 3 decimals."
+    if is_blank(accuracy):
+        return Verdict(False, "kept is right; accuracy_kept is still empty.", acc_hint)
+    if want.shape[1] == 0:
+        return Verdict(False, "This model has no active latent, so there is nothing to classify with.", acc_hint)
+    expected = knn_accuracy(want, labels)
+    verdict = check_close(accuracy, expected, hint=acc_hint, rtol=1e-6, atol=ACCURACY_ATOL, what="accuracy_kept")
+    if not verdict:
+        return verdict
+    choice = check_choice(why, "b", options=_INACTIVE,
+                          hint="compare accuracy_kept with the 20-d accuracy of the same codes, then ask how "
+                               "much a latent whose mean barely varies can add to a distance between two codes.")
+    if not choice:
+        return Verdict(False, f"kept and its accuracy are right; why: {choice.message}", choice.hint)
+    return Verdict(True, f"{want.shape[1]} active latents, 10-NN accuracy {expected:.3f} with them. {choice.message}")
+
+
 __all__ = ["Map2D", "TSNE_METHODS", "DEFAULT_METHOD", "tsne", "pca", "perplexity_sweep", "code_scale", "summarize",
-           "COLUMNS", "three_digits", "table_columns", "plot_maps", "plot_perplexity"]
+           "COLUMNS", "three_digits", "table_columns", "plot_maps", "plot_perplexity", "ACCURACY_ATOL",
+           "EX1_MODELS", "EX1_KS", "check_knn_by_k", "check_random_starts", "check_active_latents"]

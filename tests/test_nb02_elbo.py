@@ -187,3 +187,102 @@ def test_two_for_one_fit_reaches_max_likelihood_and_exact_posteriors():
     assert np.allclose(r["q_mean"], pm, atol=1e-2) and np.allclose(r["q_std"], ps, atol=1e-2)
     with pytest.raises(ValueError, match="1-d"):
         E.fit_two_for_one(np.zeros((3, 2)))
+
+
+# ----------------------------------------------------------------------------- exercises
+from tests.exercise_tools import check_exercises  # noqa: E402
+
+
+def _hinted_failure(verdict):
+    return not verdict and verdict.hint and "Hint:" in str(verdict)
+
+
+def _my_elbo(x, mu, vs, w, b, sigma):
+    return (-((x - b - w * mu) ** 2 + w**2 * vs**2) / (2 * sigma**2) - np.log(sigma) - 0.5 * np.log(2 * np.pi)
+            - 0.5 * (mu**2 + vs**2 - 1 - np.log(vs**2)))
+
+
+def _my_best_q(x, w, b, sigma):
+    s2 = 1 / (1 + w**2 / sigma**2)
+    return s2 * w * (x - b) / sigma**2, np.sqrt(s2)
+
+
+def test_check_best_gaussian():
+    assert E.check_best_gaussian(_my_elbo, _my_best_q)
+    notebook_only = lambda x, mu, vs, w, b, sigma: _my_elbo(x, mu, vs, 2.0, 0.5, 1.0)  # noqa: E731
+    no_entropy = lambda x, mu, vs, w, b, sigma: _my_elbo(x, mu, vs, w, b, sigma) - np.log(vs)  # noqa: E731
+    for verdict in (E.check_best_gaussian(None, None), E.check_best_gaussian(_my_elbo, None),
+                    E.check_best_gaussian(notebook_only, _my_best_q), E.check_best_gaussian(no_entropy, _my_best_q),
+                    E.check_best_gaussian(_my_elbo, lambda x, w, b, sigma: (x - b) / w),
+                    E.check_best_gaussian(_my_elbo, lambda x, w, b, sigma: (1.0, 0.4472)),
+                    E.check_best_gaussian(lambda *a: 1 / 0, _my_best_q)):
+        assert _hinted_failure(verdict)
+
+
+def _shifted(alpha, beta, c):
+    m1 = c + alpha / beta
+    return E.expected_log_joint(MODEL, X, m1, m1**2 + alpha / beta**2) + E.gamma_entropy(alpha, beta)
+
+
+def test_check_shifted_gamma():
+    # the closed form agrees with quadrature of E_q[log p(x, z) - log q(z)] for a shifted gamma
+    for a, r, c in [(5.0, 3.0, -1.0), (12.0, 5.0, -0.8)]:
+        lq = E.gamma_logpdf(GRID - c, a, r)
+        quad = E.quadrature_expectation(lq, E.log_joint(MODEL, X, GRID) - lq, GRID)
+        assert float(E.shifted_gamma_elbo(MODEL, X, a, r, c)) == pytest.approx(float(quad), abs=1e-4)
+    unshifted = float(E.gamma_elbo(MODEL, X, 3.0, 2.0))
+    assert float(E.shifted_gamma_elbo(MODEL, X, 3.0, 2.0, 0.0)) == pytest.approx(unshifted)
+    assert E.check_shifted_gamma(_shifted, "b", MODEL, X)
+    unshifted_mean = lambda a, r, c: _shifted(a, r, 0.0)  # noqa: E731
+    for verdict in (E.check_shifted_gamma(None, None, MODEL, X), E.check_shifted_gamma(_shifted, None, MODEL, X),
+                    E.check_shifted_gamma(unshifted_mean, "b", MODEL, X),
+                    E.check_shifted_gamma(_shifted, "a", MODEL, X), E.check_shifted_gamma(_shifted, "e", MODEL, X)):
+        assert _hinted_failure(verdict)
+
+
+def _batch(seed=0, n=20, d=784):
+    rng = np.random.default_rng(seed)
+    x = (rng.random((n, d)) < 0.2).astype(np.float32)
+    probs = jax.nn.sigmoid(jnp.asarray(rng.normal(-1.5, 1.5, (n, d)), jnp.float32))
+    return x, probs
+
+
+def test_check_best_sigma():
+    x, probs = _batch()
+    sse = np.asarray(E.squared_error(x, probs))
+    best = float(np.sqrt(sse.mean() / x.shape[1]))
+    ll = float(jnp.mean(gaussian_log_likelihood(probs, x, jnp.log(best))))
+    # sigma* maximises the batch's mean log-likelihood
+    for other in (0.9 * best, 1.1 * best):
+        assert float(jnp.mean(gaussian_log_likelihood(probs, x, jnp.log(other)))) < ll
+    assert ll == pytest.approx(-x.shape[1] / 2 * (1 + np.log(2 * np.pi) + np.log(sse.mean() / x.shape[1])), abs=1e-2)
+    assert E.check_best_sigma(best, ll, x, probs)
+    per_image = np.sqrt(sse / x.shape[1])  # one sigma per image is not what is asked
+    for verdict in (E.check_best_sigma(None, None, x, probs), E.check_best_sigma(best, None, x, probs),
+                    E.check_best_sigma(1.0, ll, x, probs), E.check_best_sigma(best**2, ll, x, probs),
+                    E.check_best_sigma(per_image, ll, x, probs), E.check_best_sigma(best, ll + 1.0, x, probs)):
+        assert _hinted_failure(verdict)
+
+
+def test_check_kl_closed_form():
+    right = lambda m, lv: 0.5 * jnp.sum(m**2 + jnp.exp(lv) - 1.0 - lv, -1)  # noqa: E731
+    assert E.check_kl_closed_form(right)
+    assert E.check_kl_closed_form(lambda m, lv: np.sum(E.gaussian_kl_to_prior(m, np.exp(0.5 * lv)), -1))
+    for wrong in (None, lambda m, lv: ...,
+                  lambda m, lv: 0.5 * jnp.sum(m**2 + jnp.exp(lv) - lv, -1),          # the -1 is missing
+                  lambda m, lv: 0.5 * jnp.sum(m**2 + jnp.exp(0.5 * lv) - 1 - lv, -1),  # sigma for sigma^2
+                  lambda m, lv: 0.5 * (m**2 + jnp.exp(lv) - 1.0 - lv),                 # not summed
+                  lambda m, lv: 1 / 0):
+        assert _hinted_failure(E.check_kl_closed_form(wrong))
+
+
+def test_exercises_check_themselves():
+    x_b, probs = _batch(1)
+
+    def namespace():
+        pm, ps = (float(v) for v in E.posterior(MODEL, X))
+        return dict(np=np, jnp=jnp, jax=jax, E=E, gaussian_log_likelihood=gaussian_log_likelihood,
+                    model=MODEL, x_obs=X, log_px=float(E.log_evidence(MODEL, X)), post_mean=pm, post_std=ps,
+                    x_b=x_b, probs=probs, sse=np.asarray(E.squared_error(x_b, probs)), D=x_b.shape[1])
+
+    assert check_exercises("02_elbo_derivation.ipynb", namespace, min_count=4) == 4

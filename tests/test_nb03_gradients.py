@@ -261,3 +261,84 @@ def test_mc_elbo_is_an_unbiased_estimate_of_the_analytic_kl_elbo(tiny_vae):
     se = np.sqrt(np.var(mc, 0) / mc.shape[0] + np.var(analytic, 0) / analytic.shape[0])
     assert np.all(np.abs(np.mean(mc, 0) - np.mean(analytic, 0)) < Z * se)
     assert np.all(se < 0.1)  # precise enough that a wrong sign or a missing term would be caught
+
+
+# --------------------------------------------------------------------------- exercises
+from exercise_tools import check_exercises  # noqa: E402
+
+
+@pytest.mark.parametrize("sigma, k", [(0.5, -1.0), (2.0, -3.0), (3.0, 1.0)])
+def test_score_variance_at_any_sigma_matches_draws(sigma, k):
+    # exercise 4's answer, d^4 / sigma^2 + 14 d^2 + 15 sigma^2, against 2**16 draws away from sigma = 1
+    draws = G.draw_estimates(jax.random.PRNGKey(70), 1.0, sigma, k, estimator="score", n_seeds=N_SEEDS)
+    var, vse = G.variance_with_error(draws[:, 0])
+    d = 1.0 - k
+    assert abs(var - (d**4 / sigma**2 + 14 * d**2 + 15 * sigma**2)) < Z * vse
+    assert G.closed_forms(k, sigma=sigma)["score_var_mu"] == pytest.approx(d**4 / sigma**2 + 14 * d**2 + 15 * sigma**2)
+    # and the sigma = 1 formula is clearly wrong there
+    assert abs(var - (d**4 + 14 * d**2 + 15)) > Z * vse
+
+
+def _not_yet(verdict):
+    return not verdict.passed and verdict.hint and "Not yet." in str(verdict)
+
+
+@pytest.fixture(scope="module")
+def sigma_draws():
+    return G.draw_estimates(jax.random.PRNGKey(71), 1.0, 2.0, -3.0, estimator="pathwise", n_seeds=2**16)
+
+
+def test_check_pathwise_sigma_variance(sigma_draws):
+    assert _not_yet(G.check_pathwise_sigma_variance(None))
+    assert _not_yet(G.check_pathwise_sigma_variance(sigma_draws))            # both columns
+    assert _not_yet(G.check_pathwise_sigma_variance(sigma_draws[:, 0]))      # d/dmu: variance 16
+    assert _not_yet(G.check_pathwise_sigma_variance(sigma_draws[:1000, 1]))  # too few draws
+    at_sigma_1 = G.draw_estimates(jax.random.PRNGKey(72), 1.0, 1.0, -3.0, estimator="pathwise", n_seeds=2**16)
+    assert _not_yet(G.check_pathwise_sigma_variance(at_sigma_1[:, 1]))       # variance 72, mean 2
+    assert G.check_pathwise_sigma_variance(sigma_draws[:, 1]).passed
+
+
+def test_check_best_baseline():
+    assert _not_yet(G.check_best_baseline(None, None))
+    assert _not_yet(G.check_best_baseline(lambda d: d**2 + 1.0, "b"))         # the mean of f
+    assert _not_yet(G.check_best_baseline(lambda d: d**2 + 3.0, None))
+    assert _not_yet(G.check_best_baseline(lambda d: d**2 + 3.0, "c"))
+    assert _not_yet(G.check_best_baseline(lambda d: d**2 + 3.0, "e"))
+    assert G.check_best_baseline(lambda d: d**2 + 3.0, "B").passed
+
+
+def test_check_gamma_log_gradient():
+    # synthetic draws centred on the trigamma values (the real draws run in the notebook test)
+    rng = np.random.default_rng(0)
+    exact = {a: float(jax.scipy.special.polygamma(1, a)) for a in (0.5, 4.0)}
+    right = {(a, name): exact[a] + rng.normal(0.0, 1.0, 2**14) for a in (0.5, 4.0) for name in ("pathwise", "score")}
+    assert _not_yet(G.check_gamma_log_gradient(None))
+    assert _not_yet(G.check_gamma_log_gradient({(0.5, "pathwise"): right[0.5, "pathwise"]}))
+    swapped = {(a, name): right[4.5 - a, name] for a, name in right}
+    assert _not_yet(G.check_gamma_log_gradient(swapped))
+    # the quadratic test function's derivative 1 + 2 alpha (k = 0) instead of psi'(alpha)
+    quadratic = {(a, name): 1 + 2 * a + rng.normal(0.0, 1.0, 2**14) for a, name in right}
+    assert _not_yet(G.check_gamma_log_gradient(quadratic))
+    assert _not_yet(G.check_gamma_log_gradient({**right, (4.0, "score"): right[4.0, "score"][:100]}))
+    assert G.check_gamma_log_gradient(right).passed
+
+
+def test_check_score_variance():
+    def blank(d, sigma):
+        ...
+
+    sigma_one = G.check_score_variance(lambda d, s: d**4 + 14 * d**2 + 15)
+    assert _not_yet(sigma_one) and "Right at sigma = 1" in sigma_one.message
+    assert _not_yet(G.check_score_variance(None))
+    assert _not_yet(G.check_score_variance(blank))
+    assert _not_yet(G.check_score_variance(lambda d, s: d**4 / s**2 + 14 * d**2 + 15 * s**4))
+    assert "raised" in G.check_score_variance(lambda d, s: 1 / (s - s)).message
+    assert G.check_score_variance(lambda d, s: d**4 / s**2 + 14 * d**2 + 15 * s**2).passed
+
+
+def _namespace():
+    return {"np": np, "jax": jax, "jnp": jnp, "G": G}
+
+
+def test_exercises_check_themselves():
+    assert check_exercises("03_reparameterization_gradients.ipynb", _namespace, min_count=4) == 4

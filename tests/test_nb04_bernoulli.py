@@ -209,3 +209,108 @@ def test_model_tracker_files_shipped_models_apart(tmp_path, monkeypatch):
     summary = second.finish(now=second.start + 2.0)
     assert (second.shipped, second.loaded, summary["kind"], summary["shipped"]) == (["m"], [], "shipped", 1)
     assert summary["log"] == {"shipped": 2.0}
+
+
+# ----------------------------------------------------------------------------- exercises
+NOTEBOOK = "04_bernoulli_vae_mnist.ipynb"
+
+
+def hand_vae_class():
+    """The notebook's hand-written HandVAE, executed from its own cell."""
+    import nbformat
+    from flax import nnx
+
+    from exercise_tools import ROOT
+
+    nb = nbformat.read(ROOT / "notebooks" / NOTEBOOK, as_version=4)
+    source = next(c.source for c in nb.cells if c.cell_type == "code" and c.source.startswith("class HandVAE"))
+    namespace = {"nnx": nnx, "jax": jax, "jnp": jax.numpy, "np": np}
+    exec(source.split("\n\n\nhand = ")[0], namespace)
+    return namespace["HandVAE"]
+
+
+@pytest.fixture(scope="module")
+def exercise_context(images):
+    """Small stand-ins for the names notebook 04 defines before its exercises."""
+    from flax import nnx
+
+    from course.nb04_bernoulli import (check_elbo, check_iwae_curve, check_masked_errors, check_overfitting_gaps,
+                                       check_subset_average)
+    from vae_core.data import binarize
+    from vae_core.evaluate import reconstruct
+    from vae_core.train import train
+
+    class Tracker:
+        def get(self, name, model_cfg, train_cfg, x_train, x_test=None, **kwargs):
+            return train(model_cfg, train_cfg, x_train, x_test, progress=False)
+
+    model_cfg, train_cfg = ModelConfig(latent_dim=4, hidden=(32,)), TrainConfig(epochs=1, batch_size=64, seed=0)
+    x_train, x_test = images[:256], images[448:]
+    x_test_bin = np.asarray(binarize(jax.random.PRNGKey(0), images[256:320]))  # x_test_bin[:200] is 64 images
+    main = train(model_cfg, train_cfg, x_train, x_test, progress=False)
+    masked, mask = mask_patches(jax.random.PRNGKey(22), x_test_bin[:50], 10)
+    hand = hand_vae_class()(latent_dim=4, hidden=32, rngs=nnx.Rngs(0))
+    names = dict(locals())
+    names.pop("images")
+    return {**names, "jax": jax, "jnp": jax.numpy, "np": np, "TrainConfig": TrainConfig,
+            "log_marginal_likelihood": log_marginal_likelihood, "mean_abs_error": mean_abs_error,
+            "mask_patches": mask_patches,
+            "clean_grey": images[256:306], "tracker": Tracker()}
+
+
+def test_exercises_check_themselves(exercise_context):
+    from exercise_tools import check_exercises
+
+    assert check_exercises(NOTEBOOK, lambda: dict(exercise_context), min_count=5) == 5
+
+
+def test_check_elbo_judges_blank_wrong_and_right(exercise_context):
+    ctx = exercise_context
+    hand, x, key = ctx["hand"], ctx["x_test_bin"][:8], jax.random.PRNGKey(1)
+    assert not nb04_bernoulli.check_elbo(None, hand, x, key)
+    assert not nb04_bernoulli.check_elbo(lambda m, x, k: hand.elbo(x, k) + 1.0, hand, x, key)  # off by a nat
+    failed = nb04_bernoulli.check_elbo(lambda m, x, k: 1 / 0, hand, x, key)
+    assert not failed and "ZeroDivisionError" in str(failed)
+    assert nb04_bernoulli.check_elbo(lambda m, x, k: m.elbo(x, k), hand, x, key)
+
+
+def test_subset_average_and_its_check():
+    log_w = np.log(np.array([1.0, 2.0, 3.0]))
+    assert np.isclose(nb04_bernoulli.subset_average(log_w, 3), np.log(2.0))
+    assert np.isclose(nb04_bernoulli.subset_average(log_w, 1), np.mean(log_w))
+    assert nb04_bernoulli.subset_average(log_w, 2) <= np.log(2.0)  # Jensen
+    assert not nb04_bernoulli.check_subset_average(...)
+    assert not nb04_bernoulli.check_subset_average(lambda lw, m: float(np.mean(lw)))  # the m = 1 answer for every m
+    assert nb04_bernoulli.check_subset_average(nb04_bernoulli.subset_average)
+
+
+def test_check_iwae_curve(exercise_context):
+    model, x = exercise_context["main"].model, exercise_context["x_test_bin"][:40]
+    right = {k: float(log_marginal_likelihood(model, x, jax.random.PRNGKey(k), k=k).mean()) for k in (1, 10, 100, 1000)}
+    assert nb04_bernoulli.check_iwae_curve(right, model, x)
+    assert not nb04_bernoulli.check_iwae_curve({k: None for k in right}, model, x)
+    assert not nb04_bernoulli.check_iwae_curve({1: 0.0}, model, x)
+    assert not nb04_bernoulli.check_iwae_curve({**right, 1000: right[1000] - 5.0}, model, x)
+
+
+def test_check_overfitting_gaps(exercise_context):
+    main = exercise_context["main"]
+    gap = nb04_bernoulli.train_test_gap(main)
+    assert np.isclose(gap, -main.history["train_loss"][-1] - main.history["test_elbo"][-1])
+    assert nb04_bernoulli.check_overfitting_gaps({"dynamic": gap, "static": gap}, main, main)
+    assert not nb04_bernoulli.check_overfitting_gaps({"dynamic": gap, "static": gap + 1}, main, main)
+    assert not nb04_bernoulli.check_overfitting_gaps({"dynamic": None, "static": None}, main, None)
+    assert not nb04_bernoulli.check_overfitting_gaps([gap, gap], main, main)
+
+
+def test_check_masked_errors(exercise_context):
+    from vae_core.evaluate import reconstruct
+
+    ctx = exercise_context
+    model, masked, clean, mask = ctx["main"].model, ctx["masked"], ctx["clean_grey"], ctx["mask"]
+    r = reconstruct(model, masked)
+    right = (float(mean_abs_error(r, clean).mean()), float(np.nanmean(mean_abs_error(r, clean, mask))))
+    assert nb04_bernoulli.check_masked_errors(right, model, masked, clean, mask)
+    assert not nb04_bernoulli.check_masked_errors((right[0], right[0]), model, masked, clean, mask)
+    assert not nb04_bernoulli.check_masked_errors(None, None, masked, clean, mask)
+    assert not nb04_bernoulli.check_masked_errors(right[0], model, masked, clean, mask)

@@ -89,3 +89,90 @@ def test_sprite_configs_are_consistent():
     assert D.sprite_train_config(1, 0, 3, objective="capacity").objective == "capacity"
     cap = D.sprite_train_config(1, 0, 5, objective="capacity")
     assert cap.capacity_max == 12.0 and cap.gamma == 5.0 and cap.capacity_epochs == 4.0
+
+
+# ----------------------------------------------------------------------------- exercises
+import jax  # noqa: E402
+
+from vae_core.evaluate import evaluate  # noqa: E402
+from vae_core.metrics import mig, mig_ceiling  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def stand_ins():
+    """The notebook's objects, small: 2,048 sprites (the smoke-mode set) and the rate-distortion
+    table of three untrained MLP VAEs (one per 'beta') on 200 of them."""
+    data = S.make_sprites(2048, 32, seed=0)
+    cfg = ModelConfig(latent_dim=4, hidden=(16,), image_shape=(32, 32))
+    key = jax.random.PRNGKey(0)
+    rd = {beta: evaluate(build_model(cfg, seed), data.images[:200], key) for seed, beta in enumerate((1, 4, 0.5))}
+    return data, rd
+
+
+def _not_yet(verdict):
+    return not verdict.passed and verdict.hint and "Not yet." in str(verdict)
+
+
+def test_check_negative_elbo(stand_ins):
+    _, rd = stand_ins
+    right = {b: float(-r["rec"] + r["kl"]) for b, r in rd.items()}
+    best = min(right, key=right.get)
+    assert _not_yet(D.check_negative_elbo(None, None, None, rd))
+    distortion_only = {b: float(-r["rec"]) for b, r in rd.items()}
+    beta_weighted = {b: float(-r["rec"] + b * r["kl"]) for b, r in rd.items()}     # the training loss, not -ELBO
+    assert _not_yet(D.check_negative_elbo(distortion_only, best, "a", rd))
+    assert _not_yet(D.check_negative_elbo(beta_weighted, best, "a", rd))
+    assert _not_yet(D.check_negative_elbo({1: right[1]}, best, "a", rd))
+    assert _not_yet(D.check_negative_elbo(right, None, "a", rd))
+    assert _not_yet(D.check_negative_elbo(right, max(right, key=right.get), "a", rd))
+    assert _not_yet(D.check_negative_elbo(right, best, "b", rd))
+    assert D.check_negative_elbo({float(b): v for b, v in right.items()}, float(best), "a", rd).passed
+
+
+def _noise(n, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, 10))
+
+
+def test_check_mig_codes(stand_ins):
+    f = stand_ins[0].factors
+    z_all, z_little, one_copy = _noise(len(f)), _noise(len(f), 1), _noise(len(f), 2)
+    z_all[:, 0] = z_all[:, 1] = f[:, 3]
+    z_little[:, 0] = f[:, 3] >= 16
+    one_copy[:, 0] = f[:, 3]
+    assert _not_yet(D.check_mig_codes(None, None, f))
+    assert _not_yet(D.check_mig_codes(one_copy, z_little, f))          # full information, but a gap
+    assert _not_yet(D.check_mig_codes(_noise(len(f)), z_little, f))    # no information at all
+    assert _not_yet(D.check_mig_codes(z_all[:100], z_little, f))       # wrong number of rows
+    assert _not_yet(D.check_mig_codes(z_all, None, f))
+    assert _not_yet(D.check_mig_codes(z_all, one_copy, f))             # too much information
+    assert _not_yet(D.check_mig_codes(z_all, _noise(len(f)), f))       # no gap
+    assert D.check_mig_codes(z_all, z_little, f).passed
+
+
+def test_check_low_mig(stand_ins):
+    f = stand_ins[0].factors
+    ideal = _noise(len(f))
+    for k in (0, 1, 3, 4):
+        ideal[:, k] = f[:, k]
+    with_orientation, shape_twice = ideal.copy(), ideal.copy()
+    with_orientation[:, 2] = f[:, 2]
+    shape_twice[:, 5] = f[:, 0]
+    assert _not_yet(D.check_low_mig(None, None, f))
+    assert _not_yet(D.check_low_mig(with_orientation, "a", f))
+    assert _not_yet(D.check_low_mig(shape_twice, "a", f))
+    assert _not_yet(D.check_low_mig(ideal, None, f))
+    assert _not_yet(D.check_low_mig(ideal, "d", f))
+    verdict = D.check_low_mig(ideal, "a", f)
+    assert verdict.passed and f"{mig(ideal, f).score:.3f}" in verdict.message
+
+
+def test_exercises_check_themselves(stand_ins):
+    from exercise_tools import check_exercises
+
+    data, rd = stand_ins
+
+    def namespace():
+        return {"np": np, "nb05": D, "sprites": S, "mig": mig, "mig_ceiling": mig_ceiling, "data": data,
+                "rd": rd}
+
+    assert check_exercises("05_beta_vae_disentanglement.ipynb", namespace) == 3

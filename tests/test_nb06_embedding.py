@@ -7,7 +7,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from course import nb06_embedding as embedding  # noqa: E402
-from vae_core.metrics import knn_accuracy, trustworthiness  # noqa: E402
+from vae_core.metrics import active_units, knn_accuracy, trustworthiness  # noqa: E402
 from vae_core.plots import format_table  # noqa: E402
 
 FAST = dict(early_exaggeration_iter=100, n_iter=150)  # 250 iterations: scikit-learn's minimum
@@ -117,3 +117,100 @@ def test_code_scale_reads_prior_like_codes_and_noise():
     assert stats["rms"] == pytest.approx(1.0, abs=0.01) and stats["sigma"] == pytest.approx(0.5)
     assert embedding.code_scale(3 * z)["rms"] == pytest.approx(3.0, abs=0.03)
     assert embedding.code_scale(z)["sigma"] is None
+
+
+# --------------------------------------------------------------------------- exercises
+@pytest.fixture(scope="module")
+def standins():
+    """The notebook's objects, small: 200 MNIST test images, PCA codes and a tiny untrained
+    VAE whose last two latents are switched off (their mean does not depend on the image)."""
+    from vae_core.data import load_mnist
+    from vae_core.evaluate import encode
+    from vae_core.models import ModelConfig, build_model
+
+    mnist = load_mnist()
+    x_test, y_test = mnist.x_test[:200], np.asarray(mnist.y_test[:200])
+    model = build_model(ModelConfig(latent_dim=6, hidden=(32,)), 0)
+    kernel = model.encoder.head.linear.kernel
+    kernel[...] = kernel[...].at[:, :4].multiply(4.0).at[:, 4:6].set(0.0)  # 4 clearly active, 2 off
+    codes = {"autoencoder": embedding.pca(mnist.x_train[:1000], x_test, 8),
+             "VAE β=1": embedding.pca(mnist.x_train[:1000], x_test, 4),
+             "β-VAE β=4": np.asarray(encode(model, x_test).mean)}
+    return dict(x_test=x_test, y_test=y_test, codes=codes, model=model)
+
+
+def test_check_knn_by_k(standins):
+    codes, y = standins["codes"], standins["y_test"]
+    right = {name: {k: knn_accuracy(codes[name], y, k=k) for k in embedding.EX1_KS} for name in embedding.EX1_MODELS}
+    gaps = np.subtract(*[[right[n][k] for k in embedding.EX1_KS] for n in embedding.EX1_MODELS])
+    flips = bool(gaps.max() > 0 > gaps.min())
+    verdict = embedding.check_knn_by_k(right, flips, codes, y)
+    assert verdict.passed and str(verdict).startswith("Correct.")
+    rounded = {n: [round(a, 3) for a in by_k.values()] for n, by_k in right.items()}  # a list in k order
+    assert embedding.check_knn_by_k(rounded, flips, codes, y).passed
+    all_k10 = {n: {k: by_k[10] for k in by_k} for n, by_k in right.items()}
+    wrong = [embedding.check_knn_by_k(None, None, codes, y), embedding.check_knn_by_k(right, None, codes, y),
+             embedding.check_knn_by_k(all_k10, flips, codes, y), embedding.check_knn_by_k(right, not flips, codes, y),
+             embedding.check_knn_by_k(right, "no", codes, y),
+             embedding.check_knn_by_k({"VAE β=1": right["VAE β=1"]}, flips, codes, y),
+             embedding.check_knn_by_k({n: {1: 0.5} for n in right}, flips, codes, y)]
+    for verdict in wrong:
+        assert not verdict.passed and verdict.hint and str(verdict).startswith("Not yet.")
+
+
+def test_check_random_starts(standins):
+    y = standins["y_test"]
+    rng = np.random.default_rng(0)
+    runs = {s: embedding.Map2D(rng.normal(size=(len(y), 2)) + 3 * y[:, None], "given", 1.0, 1.0) for s in (0, 1)}
+    acc = {s: knn_accuracy(m.coords, y) for s, m in runs.items()}
+    verdict = embedding.check_random_starts(runs, acc, "b", y)
+    assert verdict.passed and str(verdict).startswith("Correct.")
+    assert embedding.check_random_starts({s: m.coords for s, m in runs.items()}, acc, "B", y).passed
+    twice = {0: runs[0], 1: runs[0]}
+    wrong = [embedding.check_random_starts(None, None, None, y),
+             embedding.check_random_starts(twice, {0: acc[0], 1: acc[0]}, "b", y),
+             embedding.check_random_starts({"seed 0": runs[0], "seed 1": runs[1]}, acc, "b", y),
+             embedding.check_random_starts({0: runs[0], 1: runs[1].coords[:10]}, acc, "b", y),
+             embedding.check_random_starts(runs, None, "b", y),
+             embedding.check_random_starts(runs, {0: acc[1], 1: acc[0] - 0.01}, "b", y),
+             embedding.check_random_starts(runs, acc, None, y),
+             embedding.check_random_starts(runs, acc, "a", y),
+             embedding.check_random_starts(runs, acc, "e", y)]
+    for verdict in wrong:
+        assert not verdict.passed and verdict.hint and str(verdict).startswith("Not yet.")
+
+
+def test_check_active_latents(standins):
+    codes, model, x, y = standins["codes"]["β-VAE β=4"], standins["model"], standins["x_test"], standins["y_test"]
+    n_active, variances = active_units(model, x)
+    assert n_active == 4 and np.all(variances[4:] == 0)
+    kept = codes[:, :4]
+    acc = knn_accuracy(kept, y)
+    verdict = embedding.check_active_latents(kept, acc, "b", model, x, y)
+    assert verdict.passed and "4 active latents" in str(verdict)
+    assert embedding.check_active_latents(kept, round(acc, 3), "b", model, x, y).passed
+    wrong = [embedding.check_active_latents(None, None, None, model, x, y),
+             embedding.check_active_latents(codes, knn_accuracy(codes, y), "b", model, x, y),  # all columns
+             embedding.check_active_latents(codes[:, 2:6], acc, "b", model, x, y),
+             embedding.check_active_latents(kept, None, "b", model, x, y),
+             embedding.check_active_latents(kept, acc + 0.02, "b", model, x, y),
+             embedding.check_active_latents(kept, acc, "a", model, x, y),
+             embedding.check_active_latents(kept, acc, None, model, x, y)]
+    for verdict in wrong:
+        assert not verdict.passed and verdict.hint and str(verdict).startswith("Not yet.")
+
+
+def test_exercises_check_themselves(standins):
+    from types import SimpleNamespace
+
+    from exercise_tools import check_exercises
+
+    def namespace():
+        return dict(np=np, plt=plt, nb06=embedding, knn_accuracy=knn_accuracy, active_units=active_units,
+                    codes=dict(standins["codes"]), x_test=standins["x_test"], y_test=standins["y_test"],
+                    results={"β-VAE β=4": SimpleNamespace(model=standins["model"])},
+                    # Barnes-Hut is the faster method on 200 points; short runs
+                    tsne_kw=dict(method="opentsne-bh", early_exaggeration_iter=50, n_iter=100))
+
+    assert check_exercises("06_tsne_latent_clusters.ipynb", namespace) == 3
+    plt.close("all")

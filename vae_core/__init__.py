@@ -16,6 +16,7 @@ One module per concern, each readable top to bottom (lowest layer first):
   checkpoint  atomic checkpoints, resumable training and the model cache
   plots       image grids, training curves, latent scatters, tables
   widgets     latent explorers (sliders, 2-d pad, interpolation, traversals) on one base class
+  exercises   the verdict of a self-checking exercise (Correct / Not yet + hint)
 
 The notebooks' own helpers live beside this package in ``course/`` (one file per
 notebook); they import vae_core, and vae_core never imports them. Everything listed in

@@ -44,7 +44,7 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.pipeline import make_pipeline
 
 from vae_core.evaluate import decode_mean
-from vae_core.exercises import Verdict, check_choice, check_close, is_blank
+from vae_core.exercises import Verdict, check_close, check_then_choose, is_blank
 
 __all__ = ["code_grid", "line_path", "fitted_gaussian_samples", "inside_ellipse", "nearest_code_distance",
            "code_spacing", "empty_fraction", "digit_coverage", "DigitJudge", "GapScores",
@@ -318,13 +318,10 @@ def check_replay_prior(evenness, why, ae, codes, judge: DigitJudge, *, n: int = 
     _, predicted = judge.classify(np.asarray(decode_mean(ae.model, z)))
     expected = digit_coverage(predicted)[1]
     verdict = check_close(evenness, expected, rtol=0.0, atol=tol, what="The evenness", hint=hint)
-    if not verdict:
-        return verdict
-    choice = check_choice(why, "b", options=REPLAY_OPTIONS,
-                          hint="Ask what you must keep to draw from this prior, and what it can ever produce.")
-    if not choice:
-        return Verdict(False, f"The evenness is right; the reason {choice.message}", choice.hint)
-    return Verdict(True, f"Evenness about {expected:.3f}. {choice.message}")
+    verdict = Verdict(True, f"Evenness about {expected:.3f}.") if verdict else verdict
+    return check_then_choose(verdict, why, "b", options=REPLAY_OPTIONS,
+                             hint="Ask what you must keep to draw from this prior, and what it can ever produce.",
+                             right_so_far="The evenness is right; the reason")
 
 
 def path_probabilities(model, z_a, z_b, judge: DigitJudge, digits=(1, 7), steps: int = 50):

@@ -41,7 +41,7 @@ import optax
 from flax import nnx
 from jax.scipy.special import digamma, gammaln
 
-from vae_core.exercises import Failed, Verdict, attempt, check_choice, check_close, is_blank
+from vae_core.exercises import Failed, Verdict, attempt, check_close, check_then_choose, is_blank
 from vae_core.models import VAE
 from vae_core.objectives import gaussian_log_likelihood, iwae_bound, kl_per_dim, log_importance_weights
 from vae_core.toy import LinearGaussian
@@ -558,14 +558,9 @@ def check_shifted_gamma(my_shifted_elbo, behaviour, model: Exact1D, x) -> Verdic
                           hint="A shift moves E[z] by c and leaves the variance alpha / beta^2 and the entropy "
                                "unchanged; E.expected_log_joint needs only E[z] and E[z^2], E.gamma_entropy gives "
                                "the entropy.")
-    if not verdict:
-        return verdict
-    choice = check_choice(behaviour, "b", options=SHIFTED_GAMMA_OPTIONS,
-                          hint="Print alpha, the shift and the gap after 500, 2000 and 5000 steps; the gamma's "
-                               "skewness is 2 / sqrt(alpha).")
-    if not choice:
-        return Verdict(False, f"Your ELBO is right; the behaviour {choice.message}", choice.hint)
-    return Verdict(True, f"Your ELBO matches. {choice.message}")
+    return check_then_choose(verdict, behaviour, "b", options=SHIFTED_GAMMA_OPTIONS,
+                             hint="Print alpha, the shift and the gap after 500, 2000 and 5000 steps; the gamma's "
+                                  "skewness is 2 / sqrt(alpha).", right_so_far="Your ELBO is right; the behaviour")
 
 
 def check_best_sigma(sigma_star, log_lik, x, probs) -> Verdict:

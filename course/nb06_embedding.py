@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from vae_core.evaluate import encode
-from vae_core.exercises import Verdict, check_choice, check_close, is_blank
+from vae_core.exercises import Verdict, check_close, check_then_choose, is_blank
 from vae_core.metrics import active_units, knn_accuracy, trustworthiness
 
 TSNE_METHODS = ("opentsne-fft", "opentsne-bh", "sklearn-bh")
@@ -342,14 +342,10 @@ def check_random_starts(runs, map_accuracy, preserved, labels) -> Verdict:
     expected = [knn_accuracy(maps[seed], labels) for seed in (0, 1)]
     verdict = check_close(given, expected, hint=acc_hint, rtol=1e-6, atol=ACCURACY_ATOL,
                           what="the 2-d 10-NN accuracies (seed 0, seed 1)")
-    if not verdict:
-        return verdict
-    choice = check_choice(preserved, "b", options=_PRESERVED,
-                          hint="put the two maps side by side: which changed from one seed to the other, "
-                               "and which of the numbers you computed did not?")
-    if not choice:
-        return Verdict(False, f"The maps and their accuracies are right; preserved: {choice.message}", choice.hint)
-    return Verdict(True, f"Both maps and their accuracies match. {choice.message}")
+    return check_then_choose(verdict, preserved, "b", options=_PRESERVED,
+                             hint="put the two maps side by side: which changed from one seed to the other, "
+                                  "and which of the numbers you computed did not?",
+                             right_so_far="The maps and their accuracies are right; preserved:")
 
 
 def check_active_latents(kept, accuracy, why, model, x, labels, *, threshold: float = 0.01) -> Verdict:
@@ -376,14 +372,12 @@ def check_active_latents(kept, accuracy, why, model, x, labels, *, threshold: fl
         return Verdict(False, "This model has no active latent, so there is nothing to classify with.", acc_hint)
     expected = knn_accuracy(want, labels)
     verdict = check_close(accuracy, expected, hint=acc_hint, rtol=1e-6, atol=ACCURACY_ATOL, what="accuracy_kept")
-    if not verdict:
-        return verdict
-    choice = check_choice(why, "b", options=_INACTIVE,
-                          hint="compare accuracy_kept with the 20-d accuracy of the same codes, then ask how "
-                               "much a latent whose mean barely varies can add to a distance between two codes.")
-    if not choice:
-        return Verdict(False, f"kept and its accuracy are right; why: {choice.message}", choice.hint)
-    return Verdict(True, f"{want.shape[1]} active latents, 10-NN accuracy {expected:.3f} with them. {choice.message}")
+    verdict = Verdict(True, f"{want.shape[1]} active latents, 10-NN accuracy {expected:.3f} with them.") if verdict \
+        else verdict
+    return check_then_choose(verdict, why, "b", options=_INACTIVE,
+                             hint="compare accuracy_kept with the 20-d accuracy of the same codes, then ask how "
+                                  "much a latent whose mean barely varies can add to a distance between two codes.",
+                             right_so_far="kept and its accuracy are right; why:")
 
 
 __all__ = ["Map2D", "TSNE_METHODS", "DEFAULT_METHOD", "tsne", "pca", "perplexity_sweep", "code_scale", "summarize",

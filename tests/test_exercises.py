@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vae_core.exercises import Failed, Verdict, attempt, check_choice, check_close, is_blank
+from vae_core.exercises import Failed, Verdict, attempt, check_choice, check_close, check_then_choose, is_blank
 
 
 def test_verdict_reads_as_one_line_and_a_hint():
@@ -47,3 +47,14 @@ def test_check_choice():
     assert not check_choice("b", "a", options=options, hint="h")
     assert "choose one of" in str(check_choice("z", "a", options=options, hint="h"))
     assert "still empty" in str(check_choice(None, "a", options=options, hint="h"))
+
+
+def test_check_then_choose_judges_the_choice_only_after_the_numbers():
+    options = {"a": "because.", "b": "no"}
+    wrong_numbers = Verdict(False, "is 2: too low.", "add")
+    assert check_then_choose(wrong_numbers, "a", "a", options=options, hint="h", right_so_far="x") is wrong_numbers
+    right = Verdict(True, "matches.")
+    assert str(check_then_choose(right, "a", "a", options=options, hint="h", right_so_far="x")) == "Correct. matches. because."
+    wrong_choice = check_then_choose(right, "b", "a", options=options, hint="think", right_so_far="Numbers right; reason:")
+    assert not wrong_choice and str(wrong_choice).startswith("Not yet. Numbers right; reason: (b) is not it.")
+    assert "Hint: think" in str(wrong_choice)

@@ -123,10 +123,25 @@ def check_choice(answer: Any, correct: str, *, options: dict[str, str], hint: st
     return Verdict(False, f"({keys[key]}) is not it.", hint)
 
 
+def check_then_choose(numbers: Verdict, answer: Any, correct: str, *, options: dict[str, str], hint: str,
+                      right_so_far: str) -> Verdict:
+    """A two-part exercise: a numeric part already checked (``numbers``), then a multiple choice.
+
+    The choice is judged only once the numbers are right; ``right_so_far`` opens the message
+    when they are and the choice is not (e.g. "Your ELBO is right; the behaviour:").
+    """
+    if not numbers:
+        return numbers
+    choice = check_choice(answer, correct, options=options, hint=hint)
+    if not choice:
+        return Verdict(False, f"{right_so_far} {choice.message}", choice.hint)
+    return Verdict(True, f"{numbers.message} {choice.message}")
+
+
 def _short(a: np.ndarray) -> str:
     flat = np.ravel(a)
     text = ", ".join(f"{v:.4g}" for v in flat[:4])
     return text if flat.size <= 1 else f"[{text}{', ...' if flat.size > 4 else ''}]"
 
 
-__all__ = ["Verdict", "Failed", "attempt", "is_blank", "check_close", "check_choice"]
+__all__ = ["Verdict", "Failed", "attempt", "is_blank", "check_close", "check_choice", "check_then_choose"]

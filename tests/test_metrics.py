@@ -64,6 +64,53 @@ def test_mixed_code_scores_lower(factors):
     assert M.mig(mixed, factors).score < 0.5 * M.mig(codes, factors).score
 
 
+def collapsed_code(factors, rng, inactive=3, noise=1e-3):
+    """Factors 0 and 1 copied into latents 0 and 1, plus `inactive` latents that are a constant
+    with tiny noise (variance 1e-6, far below the 0.01 threshold), as a collapsed VAE latent is."""
+    active = factors[:, :2] + rng.normal(0, 0.01, (len(factors), 2))
+    return np.concatenate([active, 0.3 + noise * rng.normal(size=(len(factors), inactive))], 1)
+
+
+def test_active_only_mig_ignores_the_binned_noise_of_collapsed_latents():
+    # 500 codes: the plug-in MI of a collapsed latent's noise cut into 20 bins is visibly above 0
+    # (its bias is about (bins - 1)(values - 1) / 2n nats, ~0.28 for the 16-valued factor 0), and
+    # the all-latents MIG subtracts it as if a second latent carried factor 0; over the active
+    # latents the runner-up is latent 1, which takes 4 values and scores ~0.05 nats.
+    # Seeds 7..16: factor 0's gap 0.886..0.905 over all latents, 0.973..0.986 over active ones.
+    rng = np.random.default_rng(7)
+    f = np.stack([rng.integers(0, 16, 500), rng.integers(0, 4, 500)], 1)
+    codes = collapsed_code(f, rng)
+    every, active = M.mig(codes, f), M.mig(codes, f, active_only=True)
+    assert list(every.active) == [True] * 5 and list(active.active) == [True, True, False, False, False]
+    assert every.ranking[0, 1] in (2, 3, 4) and np.all(every.mi[2:, 0] > 0.2)  # noise as the runner-up
+    assert list(active.ranking[0]) == [0, 1]
+    assert active.per_factor[0] > every.per_factor[0] + 0.05
+    assert np.all(active.per_factor >= every.per_factor) and active.score > every.score + 0.02
+    np.testing.assert_array_equal(active.mi, every.mi)     # the MI matrix itself does not change
+    # the gaps by hand: (I(z_j1; v_k) - I(z_j2; v_k)) / H(v_k) over the active latents 0 and 1
+    by_hand = [(every.mi[k, k] - every.mi[1 - k, k]) / every.entropy[k] for k in (0, 1)]
+    np.testing.assert_allclose(active.per_factor, by_hand)
+
+
+def test_active_only_mig_equals_mig_when_every_latent_is_active(factors):
+    rng = np.random.default_rng(8)
+    codes = perfect_code(factors, rng)                     # noise latents of variance 1: active
+    a, b = M.mig(codes, factors), M.mig(codes, factors, active_only=True)
+    assert a.score == b.score and np.array_equal(a.per_factor, b.per_factor)
+    assert np.array_equal(a.ranking, b.ranking) and b.active.all()
+
+
+def test_active_only_mig_with_fewer_than_two_active_latents():
+    rng = np.random.default_rng(9)
+    f = rng.integers(0, 8, (400, 1))
+    codes = collapsed_code(np.concatenate([f, f], 1), rng)[:, [0, 2, 3]]  # one active latent
+    res = M.mig(codes, f, active_only=True)
+    assert list(res.ranking[0]) == [0, -1]                 # no runner-up: it counts as I = 0
+    assert res.score == pytest.approx(res.mi[0, 0] / res.entropy[0]) and res.score > 0.99
+    none = M.mig(codes, f, active_only=True, threshold=1e6)  # nothing active: no gap at all
+    assert list(none.ranking[0]) == [-1, -1] and none.score == 0.0
+
+
 def test_discretize_matches_histogram_bins():
     x = np.linspace(0, 1, 101)[:, None]
     d = M.discretize(x, 20)
@@ -117,7 +164,10 @@ def test_model_mig_reads_the_encoder_means():
     assert 0.0 <= res.score <= 1.0 and res.mi.shape == (3, 5)
     from vae_core.evaluate import encode
 
-    assert res.score == M.mig(np.asarray(encode(model, sp.images).mean), sp.factors).score
+    means = np.asarray(encode(model, sp.images).mean)
+    assert res.score == M.mig(means, sp.factors).score
+    assert M.model_mig(model, sp.images, sp.factors, active_only=True, threshold=1e-4).score == \
+        M.mig(means, sp.factors, active_only=True, threshold=1e-4).score
 
 
 # --------------------------------------------------------------------------- neighbours

@@ -327,3 +327,133 @@ def test_bernoulli_log_likelihood_equals_the_log_sigmoid_form():
     grads = [jax.grad(lambda l, f=f: f(l).sum())(logits) for f in
              (lambda l: obj.bernoulli_log_likelihood(l, x), lambda l: -optax.sigmoid_binary_cross_entropy(l, x))]
     np.testing.assert_allclose(grads[0], grads[1], atol=1e-5)
+
+
+# --------------------------------------------------------------------------- beta-TCVAE: the KL decomposition
+N_DATA = 60_000  # the dataset size N of the MWS estimate (MNIST's training set)
+
+
+def _diag_posterior(key, batch, dims, scale=1.0):
+    k1, k2 = jax.random.split(key)
+    return Posterior(scale * jax.random.normal(k1, (batch, dims)), 0.5 * jax.random.normal(k2, (batch, dims)))
+
+
+def test_tc_decomposition_adds_up_to_the_one_sample_kl():
+    k_post, k_z = jax.random.split(jax.random.PRNGKey(10))
+    post = _diag_posterior(k_post, 256, 4)
+    z = sample_posterior(k_z, post, 1)[0]
+    t = obj.tc_decomposition(z, post, N_DATA)
+    assert set(t) == {"mi", "tc", "dim_kl"} and all(v.shape == (256,) for v in t.values())
+    one_sample = obj.posterior_log_density(z, post) - obj.standard_normal_log_density(z)
+    total = t["mi"] + t["tc"] + t["dim_kl"]
+    # per example, exactly (float32 rounding of terms of size ~L log(NM) = 66 nats)
+    np.testing.assert_allclose(total, one_sample, atol=2e-4)
+    # the batch mean estimates the mean analytic KL: within 4 standard errors of the draw
+    diff = np.asarray(one_sample - obj.kl_divergence(post), np.float64)
+    assert abs(diff.mean()) < 4 * diff.std(ddof=1) / np.sqrt(len(diff))
+
+
+def test_dataset_size_shifts_the_mws_terms_by_constants():
+    """MWS subtracts log(N M): N moves mi by +log N, tc by +(L-1) log N, dim_kl by -L log N."""
+    k_post, k_z = jax.random.split(jax.random.PRNGKey(11))
+    post = _diag_posterior(k_post, 64, 5)
+    z = sample_posterior(k_z, post, 1)[0]
+    a, b = obj.tc_decomposition(z, post, N_DATA), obj.tc_decomposition(z, post, 1)
+    log_n = np.log(N_DATA)
+    np.testing.assert_allclose(a["mi"] - b["mi"], log_n, atol=1e-4)
+    np.testing.assert_allclose(a["tc"] - b["tc"], 4 * log_n, atol=1e-4)
+    np.testing.assert_allclose(a["dim_kl"] - b["dim_kl"], -5 * log_n, atol=1e-4)
+    # by hand, for one example: log q(z_0) = logsumexp_m log q(z_0 | x_m) - log(N M)
+    by_hand = jax.nn.logsumexp(obj.gaussian_log_density(z[0], post.mean, post.log_diag)) - np.log(N_DATA * 64)
+    np.testing.assert_allclose(a["mi"][0], obj.gaussian_log_density(z[0], post.mean[0], post.log_diag[0]) - by_hand,
+                               rtol=1e-5)
+
+
+def test_tc_decomposition_rejects_what_it_cannot_do():
+    post = Posterior(jnp.zeros((4, 3)), jnp.zeros((4, 3)), jnp.zeros((4, 3)))
+    with pytest.raises(ValueError, match="diagonal"):
+        obj.tc_decomposition(jnp.zeros((4, 3)), post, 10)
+    with pytest.raises(ValueError, match="dataset_size"):
+        obj.tc_decomposition(jnp.zeros((4, 3)), Posterior(jnp.zeros((4, 3)), jnp.zeros((4, 3))), 0)
+
+
+# Aggregate posteriors with a closed form. Codes x_m have posterior means mu_m ~ N(0, Sigma)
+# and posterior standard deviation s, so the aggregate is q(z) = N(0, Sigma + s^2 I) =: N(0, S):
+#   MI = 1/2 (log det S - L log s^2),  TC = 1/2 (sum_j log S_jj - log det S),
+#   dim-KL = 1/2 sum_j (S_jj - 1 - log S_jj).
+# The minibatch estimate (the batch's own aggregate, i.e. MWS minus its log N constants) is
+# consistent when q(z|x) is wide next to the spacing of the M codes; for small s the m = i
+# term of the logsumexp dominates and it overestimates TC (L = 3, M = 2000, s = 0.1: +0.41
+# nats). Hence M = 2000 and s = 0.5. Measured over seeds 0..19 (estimate - closed form):
+# TC  mean +0.003, sd 0.012, max |err| 0.021;  MI mean -0.005, sd 0.027, max 0.068;
+# dim-KL mean +0.006, sd 0.017, max 0.047; factorized TC mean +0.012, sd 0.003, max 0.019.
+# The tolerances below are about 4 sd (seed 0 is used).
+M_BIG, S_POST = 2000, 0.5
+STDS = np.sqrt([1.0, 2.0, 0.5])
+CORR = np.array([[1.0, 0.8, 0.5], [0.8, 1.0, 0.6], [0.5, 0.6, 1.0]])
+
+
+def _mws_without_constants(mu, std, rng):
+    """tc_decomposition's batch means at one draw z ~ q(z|x), minus the log N constants."""
+    z = mu + std * rng.normal(size=mu.shape)
+    f = lambda a: jnp.asarray(a, jnp.float32)  # noqa: E731
+    t = obj.tc_decomposition(f(z), Posterior(f(mu), f(np.log(std**2))), N_DATA)
+    L, log_n = mu.shape[1], np.log(N_DATA)
+    shift = {"mi": log_n, "tc": (L - 1) * log_n, "dim_kl": -L * log_n}
+    return {k: float(jnp.mean(v)) - shift[k] for k, v in t.items()}
+
+
+def test_tc_is_near_zero_for_a_factorized_aggregate_posterior():
+    rng = np.random.default_rng(0)
+    mu = rng.normal(size=(M_BIG, 3)) * STDS                    # independent across latents
+    std = rng.uniform(0.5 * S_POST, 1.5 * S_POST, (M_BIG, 3))  # so is each posterior's width
+    est = _mws_without_constants(mu, std, rng)
+    assert abs(est["tc"]) < 0.04, est
+
+
+def test_mws_terms_match_the_closed_form_of_a_correlated_gaussian_aggregate():
+    rng = np.random.default_rng(0)
+    sigma = CORR * np.outer(STDS, STDS)
+    mu = rng.multivariate_normal(np.zeros(3), sigma, M_BIG)
+    est = _mws_without_constants(mu, np.full_like(mu, S_POST), rng)
+    S = sigma + S_POST**2 * np.eye(3)
+    v, logdet = np.diag(S), np.linalg.slogdet(S)[1]
+    exact = {"mi": 0.5 * (logdet - 3 * np.log(S_POST**2)), "tc": 0.5 * (np.log(v).sum() - logdet),
+             "dim_kl": 0.5 * np.sum(v - 1 - np.log(v))}
+    assert exact["tc"] > 0.4                      # well clear of the tolerance
+    assert abs(est["tc"] - exact["tc"]) < 0.05, (est, exact)
+    assert abs(est["mi"] - exact["mi"]) < 0.12, (est, exact)
+    assert abs(est["dim_kl"] - exact["dim_kl"]) < 0.08, (est, exact)
+
+
+def test_training_loss_beta_tcvae_matches_its_parts(small):
+    model, x = small
+    key, step = jax.random.PRNGKey(8), jnp.asarray(3)
+    spec = obj.LossSpec(objective="beta_tcvae", beta=6.0, warmup_steps=10)
+    loss, aux = obj.training_loss(model, x, key, step, spec)
+    t = obj.elbo_terms(model, x, key)
+    _, z, post = model(x, key)  # the same draw as the loss's with the same key
+    parts = obj.tc_decomposition(z, post)  # N = 1: the minibatch aggregate the loss records
+    w = 3 / 10
+    assert np.isclose(float(aux["kl_weight"]), w)
+    by_hand = jnp.mean(-t["rec"] + w * (t["kl"] + 5.0 * parts["tc"]))
+    assert np.isclose(float(loss), float(by_hand), rtol=1e-5)
+    assert np.allclose(obj.beta_tcvae_objective(t["rec"], t["kl"], parts["tc"], 6.0, w),
+                       -t["rec"] + w * (t["kl"] + 5.0 * parts["tc"]), atol=1e-4)
+    for name in ("mi", "tc", "dim_kl"):
+        assert np.allclose(aux[name], parts[name], atol=1e-5)
+    assert np.allclose(aux["rec"], t["rec"]) and np.allclose(aux["kl"], t["kl"])
+    # beta = 1 without warm-up is the negative ELBO, gradient included
+    one = obj.LossSpec(objective="beta_tcvae", beta=1.0)
+    assert np.isclose(float(obj.training_loss(model, x, key, step, one)[0]), float(-jnp.mean(t["elbo"])), rtol=1e-5)
+    g = _grads(model, lambda m: obj.training_loss(m, x, key, step, one)[0])
+    ref = _grads(model, lambda m: obj.training_loss(m, x, key, step, obj.LossSpec())[0])
+    assert all(np.allclose(g[k], ref[k], atol=1e-5) for k in ref)
+
+
+def test_training_loss_beta_tcvae_needs_a_stochastic_code(small):
+    x = small[1]
+    ae = build_model(ModelConfig(latent_dim=3, hidden=(16,), deterministic=True), 0)
+    with pytest.raises(ValueError, match="stochastic"):
+        obj.training_loss(ae, x, jax.random.PRNGKey(0), jnp.asarray(0),
+                          obj.LossSpec(objective="beta_tcvae"))

@@ -2,8 +2,8 @@
 
   active_units      Burda et al.'s count of latents whose posterior mean varies with x
   mig               the Mutual Information Gap against known factors (Chen et al. 2018),
-                    in disentanglement_lib's variant (Locatello et al. 2019); mig_ceiling,
-                    match_latents and the pieces it is built from
+                    in disentanglement_lib's variant (Locatello et al. 2019) or over active
+                    latents only; mig_ceiling, match_latents and the pieces it is built from
   knn_accuracy      k-NN label accuracy of a set of points, by stratified cross-validation
   trustworthiness   scikit-learn's trustworthiness of a 2-d map
 
@@ -16,7 +16,13 @@ MIG, as computed here:
   factor's integer value (``sklearn.metrics.mutual_info_score``, nats), and H(v_k) the
   plug-in entropy of the factor;
 * MIG = (1/K) sum_k [ I(z_(1); v_k) - I(z_(2); v_k) ] / H(v_k), where z_(1), z_(2) are
-  the latents with the largest and second-largest MI with factor k.
+  the latents with the largest and second-largest MI with factor k;
+* ``mig(..., active_only=True)`` is the variant over **active latents** only: a latent
+  whose mean's variance over the sample is at most ``threshold`` (0.01, as
+  :func:`active_units`) cannot be z_(1) or z_(2). With 20 bins spanning each latent's own
+  range, a collapsed latent's tiny noise fills all 20 bins and scores a small spurious
+  MI (the plug-in estimator's upward bias), which the default variant subtracts as if
+  it were information.
 
 Consequences worth knowing (the tests pin them down): a code that copies each factor
 into its own latent scores 1 only if every factor has at most 20 values; with 20 bins,
@@ -53,14 +59,17 @@ N_BINS = 20
 
 
 class MIGResult(NamedTuple):
-    """score: the MIG; per_factor [K]: normalised gap of each factor; mi [L, K] (nats);
-    entropy [K] (nats); ranking [K, 2]: the latents with the largest and second-largest MI."""
+    """score: the MIG; per_factor [K]: normalised gap of each factor; mi [L, K] (nats, all
+    latents); entropy [K] (nats); ranking [K, 2]: the latents with the largest and
+    second-largest MI (-1 where fewer than two latents competed); active [L]: the
+    latents that competed (all of them unless active_only)."""
 
     score: float
     per_factor: np.ndarray
     mi: np.ndarray
     entropy: np.ndarray
     ranking: np.ndarray
+    active: np.ndarray | None = None
 
 
 def discretize(codes, n_bins: int = N_BINS) -> np.ndarray:
@@ -98,8 +107,17 @@ def factor_entropy(factors) -> np.ndarray:
     return np.array([mutual_info_score(factors[:, k], factors[:, k]) for k in range(factors.shape[1])])
 
 
-def mig(codes, factors, n_bins: int = N_BINS) -> MIGResult:
+def mig(codes, factors, n_bins: int = N_BINS, *, active_only: bool = False,
+        threshold: float = 0.01) -> MIGResult:
     """Mutual Information Gap of codes [n, L] (encoder means) against factors [n, K].
+
+    MIG = (1/K) sum_k (I(z_j1; v_k) - I(z_j2; v_k)) / H(v_k), with j1, j2 the latents of
+    largest and second-largest I(z_j; v_k); I is the plug-in MI of the code cut into
+    n_bins equal-width bins over each latent's observed range (:func:`discretize`) and
+    the integer factor, H the factor's plug-in entropy (nats). j1, j2 range over all
+    latents (default, disentanglement_lib's MIG) or, with active_only=True, over the
+    active latents only: those with Var_n(codes[:, j]) > threshold (as
+    :func:`active_units`); a missing j2 (or j1) counts as I = 0.
 
     factors: integer (or discrete) factor values. Factors that do not vary in the
     sample (entropy 0) are left out of the average. Needs at least 2 latents.
@@ -112,15 +130,19 @@ def mig(codes, factors, n_bins: int = N_BINS) -> MIGResult:
         raise ValueError(f"MIG needs codes [n, L] with L >= 2 latents, got shape {codes.shape}")
     mi = mutual_information(discretize(codes, n_bins), factors)
     entropy = factor_entropy(factors)
-    ranking = np.argsort(-mi, axis=0, kind="stable")[:2].T  # [K, 2]
-    top = np.take_along_axis(mi, ranking.T[:1], 0)[0]
-    second = np.take_along_axis(mi, ranking.T[1:2], 0)[0]
+    active = (np.var(np.asarray(codes, np.float64), axis=0) > threshold) if active_only \
+        else np.ones(codes.shape[1], bool)
+    competing = np.where(active[:, None], mi, -np.inf)  # inactive latents can be neither j1 nor j2
+    ranking = np.argsort(-competing, axis=0, kind="stable")[:2].T  # [K, 2]
+    ranked = np.take_along_axis(competing, ranking.T, 0)  # [2, K]
+    ranking = np.where(np.isfinite(ranked).T, ranking, -1)
+    top, second = np.where(np.isfinite(ranked), ranked, 0.0)
     varies = entropy > 0
     if not varies.any():
         raise ValueError("no factor varies in this sample")
     per_factor = np.full(len(entropy), np.nan)
     per_factor[varies] = (top[varies] - second[varies]) / entropy[varies]
-    return MIGResult(float(np.mean(per_factor[varies])), per_factor, mi, entropy, ranking)
+    return MIGResult(float(np.mean(per_factor[varies])), per_factor, mi, entropy, ranking, active)
 
 
 def mig_ceiling(factors, n_bins: int = N_BINS) -> MIGResult:
@@ -135,9 +157,12 @@ def mig_ceiling(factors, n_bins: int = N_BINS) -> MIGResult:
     return mig(codes, factors.astype(np.int64), n_bins)
 
 
-def model_mig(model: VAE, images, factors, n_bins: int = N_BINS) -> MIGResult:
-    """MIG of a trained VAE: encode images [n, D] to their posterior means, then :func:`mig`."""
-    return mig(np.asarray(encode(model, images).mean), factors, n_bins)
+def model_mig(model: VAE, images, factors, n_bins: int = N_BINS, *, active_only: bool = False,
+              threshold: float = 0.01) -> MIGResult:
+    """MIG of a trained VAE: encode images [n, D] to their posterior means, then :func:`mig`
+    (active_only, threshold: its variant over active latents)."""
+    return mig(np.asarray(encode(model, images).mean), factors, n_bins, active_only=active_only,
+               threshold=threshold)
 
 
 class LatentMatch(NamedTuple):

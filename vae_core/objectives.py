@@ -113,6 +113,71 @@ def monte_carlo_kl(key: jax.Array, post: Posterior, n_samples: int) -> tuple[jax
     return jnp.mean(terms, 0), jnp.std(terms, 0, ddof=1) / jnp.sqrt(n_samples)
 
 
+# --------------------------------------------------------------------------- KL decomposition (beta-TCVAE)
+def tc_decomposition(z: jax.Array, post: Posterior, dataset_size: int = 1) -> dict:
+    """The KL term split as in Chen et al. (2018), estimated on one minibatch. -> dict of [batch].
+
+    z: [M, L], one draw z_i ~ q(z|x_i) per example; post: the diagonal Gaussian q(z|x)
+    of the same M examples (mean, log_diag: [M, L]); dataset_size: N, the number of
+    examples the minibatch was drawn from. E_x KL(q(z|x) || p(z)) with p = N(0, I) is
+
+        I(x; z)                          index-code mutual information      'mi'
+      + KL(q(z) || prod_j q(z_j))        total correlation                  'tc'
+      + sum_j KL(q(z_j) || p(z_j))       dimension-wise KL                  'dim_kl'
+
+    with the aggregate posterior q(z) = (1/N) sum_n q(z|x_n). Per example i, with the
+    paper's minibatch-weighted sampling (MWS) estimates
+
+        log q(z_i)   ~ logsumexp_m log q(z_i | x_m)   - log(N M)
+        log q(z_ij)  ~ logsumexp_m log q(z_ij | x_mj) - log(N M)     (each latent j)
+
+    the terms are mi_i = log q(z_i|x_i) - log q(z_i), tc_i = log q(z_i) - sum_j log q(z_ij)
+    and dim_kl_i = sum_j log q(z_ij) - log p(z_i). They add up, per example and exactly,
+    to log q(z_i|x_i) - log p(z_i), the one-sample estimate of KL(q(z|x_i) || p), whatever
+    N is; their batch means estimate the three terms.
+
+    What N does (the tests pin it down): it only shifts the terms by constants,
+    mi by +log N, tc by +(L-1) log N and dim_kl by -L log N, so it changes no gradient.
+    dataset_size=1 uses the minibatch's own aggregate posterior q_B(z) = (1/M) sum_m q(z|x_m)
+    exactly (the batch taken as the whole data set): the batch means are then unbiased
+    for q_B's MI, TC and dimension-wise KL, and estimate the data set's when q(z|x) is
+    wide next to the spacing of the M codes (for narrow posteriors the m = i term of the
+    logsumexp dominates and TC comes out too high). The paper's N (the training-set size)
+    adds the constants above, so its TC reads (L-1) log N nats higher, e.g. 99 nats for
+    L = 10, N = 60,000.
+    """
+    if post.offdiag is not None:
+        raise ValueError("tc_decomposition needs a diagonal Gaussian posterior (posterior='diagonal')")
+    if int(dataset_size) < 1:
+        raise ValueError(f"dataset_size must be the number of examples (>= 1), got {dataset_size}")
+    M = z.shape[0]
+    logvar = _safe_logvar(post.log_diag)
+    # log q(z_ij | x_mj) for every pair (i, m): [M (draw i), M (example m), L]
+    diff = z[:, None, :] - post.mean[None, :, :]
+    log_q_pairs = -0.5 * (diff**2 * jnp.exp(-logvar)[None] + logvar[None] + LOG_2PI)
+    log_norm = math.log(float(dataset_size) * M)
+    log_qz = jax.nn.logsumexp(jnp.sum(log_q_pairs, -1), axis=1) - log_norm           # [M]
+    log_qz_dims = jax.nn.logsumexp(log_q_pairs, axis=1) - log_norm                   # [M, L]
+    log_qz_x = jnp.sum(jnp.diagonal(log_q_pairs, axis1=0, axis2=1).T, -1)           # log q(z_i|x_i)
+    log_pz = standard_normal_log_density(z)
+    sum_dims = jnp.sum(log_qz_dims, -1)
+    return {"mi": log_qz_x - log_qz, "tc": log_qz - sum_dims, "dim_kl": sum_dims - log_pz}
+
+
+def beta_tcvae_objective(rec: jax.Array, kl: jax.Array, tc: jax.Array, beta: float | jax.Array,
+                         weight: float | jax.Array = 1.0) -> jax.Array:
+    """Chen et al.'s beta-TCVAE loss (alpha = gamma = 1) per example: -rec + weight (kl + (beta - 1) tc). -> [batch].
+
+    A loss to minimise. rec = log p(x|z), kl = the analytic KL(q(z|x) || N(0, I)), tc the
+    total-correlation term of :func:`tc_decomposition` (all [batch]); weight: the KL
+    warm-up factor (1: none). Since mi + tc + dim_kl is the one-sample estimate of kl,
+    this has the expectation (and expected gradient) of -rec + mi + beta tc + dim_kl,
+    the paper's objective, with the analytic KL's lower variance in place of the
+    one-sample one; beta = 1 is the negative ELBO.
+    """
+    return -rec + weight * (kl + (beta - 1.0) * tc)
+
+
 # --------------------------------------------------------------------------- bounds
 def elbo_terms(model: VAE, x: jax.Array, key: jax.Array, beta: float | jax.Array = 1.0) -> dict:
     """One-sample ELBO and its parts for a batch x: [batch, D].
@@ -123,6 +188,11 @@ def elbo_terms(model: VAE, x: jax.Array, key: jax.Array, beta: float | jax.Array
       kl [batch]        = analytic KL(q(z|x) || N(0, I)) (0 for an AE)
       kl_per_dim [batch, L]
     """
+    return _elbo_draw(model, x, key, beta)[0]
+
+
+def _elbo_draw(model: VAE, x, key, beta=1.0) -> tuple[dict, jax.Array, Posterior]:
+    """elbo_terms' dict, with the draw z [batch, L] and the posterior it came from."""
     out, z, post = model(x, key)
     rec = observation_log_likelihood(model, out, x)
     if model.cfg.deterministic:
@@ -134,7 +204,7 @@ def elbo_terms(model: VAE, x: jax.Array, key: jax.Array, beta: float | jax.Array
     else:
         kl = kl_divergence(post)
         per_dim = jnp.broadcast_to(kl[:, None] / post.mean.shape[-1], post.mean.shape)
-    return {"elbo": rec - beta * kl, "rec": rec, "kl": kl, "kl_per_dim": per_dim}
+    return {"elbo": rec - beta * kl, "rec": rec, "kl": kl, "kl_per_dim": per_dim}, z, post
 
 
 def log_importance_weights(model: VAE, x: jax.Array, key: jax.Array, k: int,
@@ -181,8 +251,10 @@ def capacity_objective(rec: jax.Array, kl: jax.Array, capacity: jax.Array, gamma
 class LossSpec(NamedTuple):
     """What a training step minimises; ``vae_core.train`` builds it from a TrainConfig.
 
-    objective:      'elbo' (beta-weighted, with warm-up), 'iwae' (L_k) or 'capacity'.
-    beta, warmup_steps: KL weight = linear_warmup(step, warmup_steps, beta) ('elbo').
+    objective:      'elbo' (beta-weighted, with warm-up), 'iwae' (L_k), 'capacity' or
+                    'beta_tcvae' (Chen et al.: beta weights the total correlation).
+    beta, warmup_steps: KL weight = linear_warmup(step, warmup_steps, beta) ('elbo');
+                    for 'beta_tcvae' the weight on the TC, the warm-up scaling all three terms.
     iwae_k:         importance samples ('iwae').
     capacity_max, capacity_steps, gamma: C = capacity_max * min(step / capacity_steps, 1) ('capacity').
     """
@@ -204,6 +276,15 @@ def training_loss(model: VAE, x: jax.Array, key: jax.Array, step: jax.Array, spe
     really put on the KL term at this step — beta after warm-up ('elbo'),
     gamma * sign(KL - C) averaged over the batch ('capacity'), and NaN for 'iwae'
     (L_k has no separate KL term; rec and kl are then recorded without gradient).
+
+    'beta_tcvae': loss = mean of -rec + w * (kl + (beta - 1) * tc) with w the warm-up
+    weight (linear_warmup(step, warmup_steps, 1); 1 without warm-up), i.e. weight w on
+    the index-code MI and the dimension-wise KL and w * beta on the total correlation
+    (:func:`beta_tcvae_objective`); kl_weight records w, and aux also holds 'mi', 'tc',
+    'dim_kl' ([batch]): :func:`tc_decomposition` with N = 1, the minibatch's own aggregate
+    posterior. The paper's N (the training-set size) would only add constants to the three
+    terms (TC (L-1) log N nats higher), which change neither the loss's gradient nor its
+    optimum, and make the recorded TC unreadable; N = 1 keeps it in nats of q_B(z).
     """
     if spec.objective == "iwae":
         k_iw, k_elbo = jax.random.split(key)
@@ -211,6 +292,14 @@ def training_loss(model: VAE, x: jax.Array, key: jax.Array, step: jax.Array, spe
         t = jax.lax.stop_gradient(elbo_terms(model, x, k_elbo))
         aux = {"rec": t["rec"], "kl": t["kl"], "kl_weight": jnp.asarray(jnp.nan, jnp.float32)}
         return -jnp.mean(bound), aux
+    if spec.objective == "beta_tcvae":
+        if model.cfg.deterministic:
+            raise ValueError("objective 'beta_tcvae' needs a stochastic encoder (deterministic=False)")
+        t, z, post = _elbo_draw(model, x, key)
+        parts = tc_decomposition(z, post, dataset_size=1)
+        weight = linear_warmup(step, spec.warmup_steps, 1.0)
+        loss = beta_tcvae_objective(t["rec"], t["kl"], parts["tc"], spec.beta, weight)
+        return jnp.mean(loss), {"rec": t["rec"], "kl": t["kl"], "kl_weight": weight, **parts}
     t = elbo_terms(model, x, key)
     if spec.objective == "capacity":
         c = spec.capacity_max * jnp.clip(step / spec.capacity_steps, 0.0, 1.0)
@@ -224,6 +313,7 @@ def training_loss(model: VAE, x: jax.Array, key: jax.Array, step: jax.Array, spe
 
 __all__ = ["LOGVAR_LIMIT", "bernoulli_log_likelihood", "gaussian_log_likelihood", "gaussian_log_density",
            "standard_normal_log_density", "posterior_log_density", "observation_log_likelihood",
-           "decoder_log_likelihood", "log_joint", "kl_per_dim", "kl_divergence", "monte_carlo_kl", "elbo_terms",
+           "decoder_log_likelihood", "log_joint", "kl_per_dim", "kl_divergence", "monte_carlo_kl",
+           "tc_decomposition", "beta_tcvae_objective", "elbo_terms",
            "log_importance_weights", "iwae_bound", "linear_warmup", "capacity_objective", "LossSpec",
            "training_loss"]

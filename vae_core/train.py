@@ -42,17 +42,21 @@ from .models import VAE, ModelConfig, build_model
 from .objectives import LossSpec, training_loss
 from .parallel import local_mesh, replicate, shard_batch, splits
 
-OBJECTIVES = ("elbo", "iwae", "capacity")
+OBJECTIVES = ("elbo", "iwae", "capacity", "beta_tcvae")
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """How to train.
 
-    objective:       'elbo' (beta-weighted), 'iwae' (L_k with iwae_k samples) or
-                     'capacity' (Burgess et al.: -rec + gamma |KL - C|).
-    beta:            weight on the KL term ('elbo'); 0 gives an autoencoder with noise.
-    warmup_epochs:   KL weight rises linearly from 0 to beta over these epochs (0: off).
+    objective:       'elbo' (beta-weighted), 'iwae' (L_k with iwae_k samples),
+                     'capacity' (Burgess et al.: -rec + gamma |KL - C|) or 'beta_tcvae'
+                     (Chen et al.: -rec + MI + beta TC + dimension-wise KL, the TC estimated
+                     on each minibatch, see :func:`vae_core.objectives.training_loss`).
+    beta:            weight on the KL term ('elbo'), on the total correlation ('beta_tcvae');
+                     0 gives an autoencoder with noise ('elbo').
+    warmup_epochs:   KL weight rises linearly from 0 to beta over these epochs (0: off);
+                     'beta_tcvae': all three KL terms are scaled from 0 to their weights.
     capacity_max, capacity_epochs, gamma: C rises linearly 0 -> capacity_max nats.
     binarize:        draw x_bin ~ Bernoulli(x) afresh for every minibatch; False uses the
                      data as given (binary sprites, or grey levels for a Gaussian decoder).
@@ -118,7 +122,9 @@ class TrainResult:
     history: dict of lists, one entry per epoch — 'train_loss', 'train_rec', 'train_kl'
     (minibatch means), 'kl_weight' (mean weight the loss put on the KL term in the
     epoch, see :func:`vae_core.objectives.training_loss`), 'test_elbo', 'test_rec',
-    'test_kl', 'test_kl_per_dim' ([L] each), 'seconds' (wall time of the epoch).
+    'test_kl', 'test_kl_per_dim' ([L] each), 'seconds' (wall time of the epoch);
+    'train_mi', 'train_tc', 'train_dim_kl' (minibatch means of the MWS terms of
+    :func:`vae_core.objectives.tc_decomposition`) fill only for objective 'beta_tcvae'.
     source: where the model came from ('trained', 'cache', 'shipped'), set by
     :func:`vae_core.checkpoint.train_or_load`.
     extra: facts stored beside the model: a shipped model's card (from cards.json), or
@@ -169,7 +175,8 @@ class EpochEnd:
 
 
 HISTORY_KEYS = ("train_loss", "train_rec", "train_kl", "kl_weight", "test_elbo", "test_rec", "test_kl",
-                "test_kl_per_dim", "seconds")
+                "test_kl_per_dim", "seconds", "train_mi", "train_tc", "train_dim_kl")
+TC_TERMS = ("mi", "tc", "dim_kl")  # what a 'beta_tcvae' loss adds to its aux and the history records
 
 
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -196,6 +203,7 @@ def loss_spec(cfg: TrainConfig, steps_per_epoch: int) -> LossSpec:
 def make_epoch_fn(model: VAE, cfg: TrainConfig, tx, n_train: int, *, loop: str | None = None, loss=None):
     """A jitted epoch: run_epoch(params, opt_state, step, data [n, D], key)
       -> params, opt_state, step, metrics {'loss', 'rec', 'kl', 'kl_weight': [steps]}
+    (plus 'mi', 'tc', 'dim_kl' [steps] when the loss's aux has them, as the 'beta_tcvae' loss's does)
 
     loss: optional replacement for :func:`vae_core.objectives.training_loss`, called as
     loss(model, x [batch, D], key, step) -> (scalar, {'rec': [batch], 'kl': [batch],
@@ -236,6 +244,7 @@ def make_epoch_fn(model: VAE, cfg: TrainConfig, tx, n_train: int, *, loop: str |
         params = optax.apply_updates(params, updates)
         metrics = {"loss": loss, "rec": jnp.mean(aux["rec"]), "kl": jnp.mean(aux["kl"]),
                    "kl_weight": aux["kl_weight"]}
+        metrics.update({name: jnp.mean(aux[name]) for name in TC_TERMS if name in aux})
         return (params, opt_state, step + 1, data), metrics
 
     @jax.jit
@@ -337,6 +346,9 @@ def train(model_cfg: ModelConfig, cfg: TrainConfig, x_train, x_test=None, *, ini
         _raise_if_nan(m, epoch)
         for name, key_ in (("train_loss", "loss"), ("train_rec", "rec"), ("train_kl", "kl"), ("kl_weight", "kl_weight")):
             history[name].append(float(np.mean(m[key_])))
+        for name in TC_TERMS:
+            if name in m:
+                history[f"train_{name}"].append(float(np.mean(m[name])))
         if test is not None:
             ev = evaluate(nnx.merge(graphdef, params), test, jax.random.fold_in(k_test, epoch), check=False)
             for name in ("elbo", "rec", "kl"):
@@ -364,5 +376,5 @@ def _raise_if_nan(metrics: dict, epoch: int) -> None:
                 "or use KL warm-up.")
 
 
-__all__ = ["OBJECTIVES", "TrainConfig", "TrainResult", "TrainingState", "EpochEnd", "HISTORY_KEYS",
+__all__ = ["OBJECTIVES", "TrainConfig", "TrainResult", "TrainingState", "EpochEnd", "HISTORY_KEYS", "TC_TERMS",
            "make_optimizer", "loss_spec", "make_epoch_fn", "train"]

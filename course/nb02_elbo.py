@@ -16,9 +16,10 @@ This module holds those formulas (in jax.numpy, so they can be differentiated an
 optimised), a numerical quadrature to check them, a Monte Carlo ELBO estimator with its
 standard error, fits of the best Gaussian and the best gamma q with optax, a VAE whose
 encoder outputs a fixed q (so the engine's ``iwae_bound`` can be run on the exact
-model), L_k curves, the by-hand reconstruction losses (squared error and cross-entropy)
-and :class:`ELBOExplorer`, an ipywidgets view with sliders for q's mean and std (a
-:class:`vae_core.widgets.Explorer`).
+model), L_k curves, the by-hand reconstruction losses (squared error and cross-entropy),
+:class:`ELBOExplorer`, an ipywidgets view with sliders for q's mean and std (a
+:class:`vae_core.widgets.Explorer`), and the forward and reverse KL fits of a Gaussian to a
+two-mode target, computed exactly by quadrature (float64 NumPy, no sampling).
 
 Engine models are Flax NNX modules: the functions here take the model itself (no
 separate parameters) and split it (``nnx.split``) only where they jit.
@@ -40,6 +41,8 @@ import numpy as np
 import optax
 from flax import nnx
 from jax.scipy.special import digamma, gammaln
+from scipy.optimize import minimize
+from scipy.special import logsumexp
 
 from vae_core.exercises import Failed, Verdict, attempt, check_close, check_then_choose, is_blank
 from vae_core.models import VAE
@@ -57,6 +60,7 @@ __all__ = ["Exact1D", "log_prior", "log_likelihood", "log_joint", "log_evidence"
            "fit_two_for_one", "engine_monte_carlo_elbo",
            "fixed_q_vae", "iwae_curve", "squared_error", "cross_entropy", "ELBOExplorer",
            "shifted_gamma_elbo", "SHIFTED_GAMMA_OPTIONS",
+           "bimodal_logpdf", "kl_by_quadrature", "gaussian_kl_pair", "fit_forward_kl", "fit_reverse_kl",
            "check_best_gaussian", "check_shifted_gamma", "check_best_sigma", "check_kl_closed_form"]
 
 
@@ -298,6 +302,116 @@ def fit_two_for_one(x_data, sigma: float = 1.0, *, init_w: float = 0.3, init_b: 
     return {"w": float(u["w"]), "b": float(u["b"]), "q_mean": np.asarray(u["mu"]),
             "q_std": np.exp(np.asarray(u["log_s"])), "elbo": hist[:, 0], "log_evidence": hist[:, 1],
             "kl": hist[:, 2]}
+
+
+# ----------------------------------------------------------------------------- KL asymmetry
+# Everything here is float64 NumPy on a fixed 1-d grid: the KLs are integrals done by the
+# trapezoid rule, exact to quadrature precision (no Monte Carlo, nothing random).
+def _normal_logpdf64(z, mean, std):
+    """log N(z; mean, std^2) in float64, elementwise (broadcast)."""
+    z = np.asarray(z, np.float64)
+    return -0.5 * (((z - mean) / std) ** 2 + LOG_2PI) - np.log(std)
+
+
+def _trapezoid64(values, grid):
+    """Trapezoid rule along the last axis, float64. values [..., n], grid [n] -> [...]."""
+    values, grid = np.asarray(values, np.float64), np.asarray(grid, np.float64)
+    return np.sum(0.5 * (values[..., 1:] + values[..., :-1]) * np.diff(grid), axis=-1)
+
+
+def _check_target(log_p, grid):
+    """log_p [n] on a 1-d increasing grid [n] whose ends hold p's whole mass."""
+    log_p, grid = np.asarray(log_p, np.float64), np.asarray(grid, np.float64)
+    if grid.ndim != 1 or grid.size < 3 or log_p.shape != grid.shape or np.any(np.diff(grid) <= 0):
+        raise ValueError(f"need a 1-d increasing grid and log_p of the same shape, got {grid.shape} and {log_p.shape}")
+    mass = _trapezoid64(np.exp(log_p), grid)
+    if abs(mass - 1.0) > 1e-6:
+        raise ValueError(f"p integrates to {mass:.8f} on the grid, not 1: widen or refine the grid")
+    return log_p, grid
+
+
+def bimodal_logpdf(z, centres=(-2.0, 2.0), std: float = 0.5):
+    """log p(z) of the equal mixture of N(c, std^2) over ``centres``, float64, elementwise.
+
+    z [...] -> [...]. The default is two well-separated modes, at -2 and +2, of std 0.5:
+    mean 0, variance std^2 + var(centres) = 4.25.
+    """
+    c = np.asarray(centres, np.float64)
+    if c.ndim != 1 or c.size < 1 or not std > 0:
+        raise ValueError(f"need a 1-d list of centres and a positive std, got {centres}, {std}")
+    comp = _normal_logpdf64(np.asarray(z, np.float64)[..., None], c, std)  # [..., k]
+    return logsumexp(comp, axis=-1) - math.log(c.size)
+
+
+def kl_by_quadrature(log_p, log_q, grid):
+    """KL(p || q) = integral of p(z) [log p(z) - log q(z)] dz by the trapezoid rule, float64.
+
+    log_p, log_q: log-densities on the grid, [..., n] (broadcast against each other);
+    grid: [n]. Returns [...] (a float for 1-d inputs). Points where p underflows to 0
+    contribute 0. Exact to quadrature precision when both densities are smooth and
+    negligible beyond the grid's ends. Swap the arguments for KL(q || p).
+    """
+    log_p, log_q = np.asarray(log_p, np.float64), np.asarray(log_q, np.float64)
+    p = np.exp(log_p)
+    integrand = np.where(p > 0, p * (log_p - np.where(p > 0, log_q, 0.0)), 0.0)
+    out = _trapezoid64(integrand, grid)
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def gaussian_kl_pair(log_p, grid, mean, std):
+    """(KL(p || q), KL(q || p)) for q = N(mean, std^2) and a target p given as log_p [n] on grid [n].
+
+    Both by :func:`kl_by_quadrature`; mean and std are scalars (or broadcast arrays, then
+    each KL has their shape).
+    """
+    log_p, grid = np.asarray(log_p, np.float64), np.asarray(grid, np.float64)
+    mean, std = np.asarray(mean, np.float64)[..., None], np.asarray(std, np.float64)[..., None]
+    log_q = _normal_logpdf64(grid, mean, std)  # [..., n]
+    return kl_by_quadrature(log_p, log_q, grid), kl_by_quadrature(log_q, log_p, grid)
+
+
+def fit_forward_kl(log_p, grid) -> tuple[float, float]:
+    """The Gaussian q = N(m, s^2) that minimises the forward KL(p || q): (m, s) as floats.
+
+    KL(p || q) = -H(p) - E_p[log q], and -E_p[log q] = log s + E_p[(z - m)^2] / (2 s^2) + const
+    is smallest at m = E_p[z], s^2 = Var_p[z]: moment matching. The two moments are
+    computed by quadrature. log_p [n] on grid [n], normalised on the grid (checked).
+    """
+    log_p, grid = _check_target(log_p, grid)
+    p = np.exp(log_p)
+    m = _trapezoid64(p * grid, grid)
+    var = _trapezoid64(p * (grid - m) ** 2, grid)
+    return float(m), float(math.sqrt(var))
+
+
+def fit_reverse_kl(log_p, grid, init=(1.0, 1.0), *, gtol: float = 1e-10) -> tuple[float, float]:
+    """A Gaussian q = N(m, s^2) that minimises the reverse KL(q || p) locally: (m, s) as floats.
+
+    BFGS (scipy) on u = (m, log s) from init = (mean, std), with the quadrature objective
+    J(u) = E_q[log q - log p] and its exact gradient E_q[(log q - log p) d log q / du]
+    (the term E_q[d log q / du] vanishes), d log q / dm = (z - m) / s^2,
+    d log q / d log s = (z - m)^2 / s^2 - 1. The reverse KL is not convex: on a
+    multi-modal p the start decides which mode q settles on. log_p [n] on grid [n],
+    normalised on the grid (checked).
+    """
+    log_p, grid = _check_target(log_p, grid)
+    m0, s0 = (float(v) for v in init)
+    if not (np.isfinite(m0) and s0 > 0):
+        raise ValueError(f"init must be (mean, std) with a positive std, got {init}")
+
+    def objective(u):
+        m, s = u[0], math.exp(u[1])
+        log_q = _normal_logpdf64(grid, m, s)
+        q = np.exp(log_q)
+        ratio = log_q - log_p
+        r = (grid - m) / s
+        value = _trapezoid64(q * ratio, grid)
+        grad = [_trapezoid64(q * ratio * r / s, grid), _trapezoid64(q * ratio * (r**2 - 1.0), grid)]
+        return value, np.array(grad)
+
+    res = minimize(objective, np.array([m0, math.log(s0)]), jac=True, method="BFGS",
+                   options={"gtol": gtol, "maxiter": 1000})
+    return float(res.x[0]), float(math.exp(res.x[1]))
 
 
 # ----------------------------------------------------------------------------- IWAE on the toy

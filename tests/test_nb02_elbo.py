@@ -1,6 +1,7 @@
 """Tests of course.nb02_elbo: the exact 1-d model's closed forms against vae_core.toy,
 quadrature and Monte Carlo; the q fits; the engine's bounds on the fixed-q VAE; the
-reconstruction losses; the explorer's in-place redraw."""
+reconstruction losses; the explorer's in-place redraw; the forward and reverse KL fits to a
+two-mode target by quadrature."""
 import math
 
 import jax
@@ -187,6 +188,100 @@ def test_two_for_one_fit_reaches_max_likelihood_and_exact_posteriors():
     assert np.allclose(r["q_mean"], pm, atol=1e-2) and np.allclose(r["q_std"], ps, atol=1e-2)
     with pytest.raises(ValueError, match="1-d"):
         E.fit_two_for_one(np.zeros((3, 2)))
+
+
+# ----------------------------------------------------------------------------- KL asymmetry
+KL_GRID = np.linspace(-15.0, 15.0, 6001)
+LOG_P2 = E.bimodal_logpdf(KL_GRID)  # 0.5 N(-2, 0.5^2) + 0.5 N(2, 0.5^2)
+
+
+def _gauss_kl(m1, s1, m2, s2):
+    """Closed form KL(N(m1, s1^2) || N(m2, s2^2))."""
+    return math.log(s2 / s1) + (s1**2 + (m1 - m2) ** 2) / (2 * s2**2) - 0.5
+
+
+def test_bimodal_logpdf_is_the_normalised_mixture():
+    z = np.array([-3.0, -2.0, 0.0, 0.7, 2.0])
+    ref = np.log(0.5 * stats.norm(-2, 0.5).pdf(z) + 0.5 * stats.norm(2, 0.5).pdf(z))
+    assert np.allclose(E.bimodal_logpdf(z), ref, atol=1e-12)
+    assert E.bimodal_logpdf(z).dtype == np.float64 and E.bimodal_logpdf(np.zeros((2, 3))).shape == (2, 3)
+    assert np.exp(LOG_P2).sum() * (KL_GRID[1] - KL_GRID[0]) == pytest.approx(1.0, abs=1e-10)
+    assert np.allclose(LOG_P2, LOG_P2[::-1], atol=1e-12)  # symmetric about 0
+    # far out in the tails log p stays finite (logsumexp), so KL(q || p) never meets log 0
+    assert np.isfinite(E.bimodal_logpdf(np.array([-40.0, 40.0]))).all()
+    with pytest.raises(ValueError, match="positive std"):
+        E.bimodal_logpdf(z, std=0.0)
+
+
+def test_kl_by_quadrature_matches_gaussian_closed_form():
+    pairs = [(0.3, 0.7, -1.0, 1.6), (2.0, 0.5, 0.0, 2.0615528), (0.0, 2.0, 1.5, 0.4), (1.0, 1.0, 1.0, 1.0)]
+    for m1, s1, m2, s2 in pairs:
+        lp, lq = stats.norm(m1, s1).logpdf(KL_GRID), stats.norm(m2, s2).logpdf(KL_GRID)
+        assert E.kl_by_quadrature(lp, lq, KL_GRID) == pytest.approx(_gauss_kl(m1, s1, m2, s2), abs=1e-6)
+        assert E.kl_by_quadrature(lq, lp, KL_GRID) == pytest.approx(_gauss_kl(m2, s2, m1, s1), abs=1e-6)
+        fwd, rev = E.gaussian_kl_pair(lp, KL_GRID, m2, s2)
+        assert (fwd, rev) == pytest.approx((_gauss_kl(m1, s1, m2, s2), _gauss_kl(m2, s2, m1, s1)), abs=1e-6)
+    # broadcasting: many q at once, one KL each
+    means, stds = np.array([-1.0, 0.0, 2.0]), np.array([0.5, 1.0, 2.0])
+    fwd, rev = E.gaussian_kl_pair(stats.norm(0.0, 1.0).logpdf(KL_GRID), KL_GRID, means, stds)
+    assert fwd.shape == rev.shape == (3,)
+    assert np.allclose(fwd, [_gauss_kl(0, 1, m, s) for m, s in zip(means, stds)], atol=1e-6)
+    assert np.allclose(rev, [_gauss_kl(m, s, 0, 1) for m, s in zip(means, stds)], atol=1e-6)
+
+
+def test_kl_is_nonnegative_and_asymmetric():
+    rng = np.random.default_rng(0)
+    means, stds = rng.uniform(-3, 3, 200), rng.uniform(0.2, 2.0, 200)  # q negligible beyond the grid
+    fwd, rev = E.gaussian_kl_pair(LOG_P2, KL_GRID, means, stds)
+    assert np.all(fwd >= -1e-12) and np.all(rev >= -1e-12)
+    assert np.all(np.abs(fwd - rev) > 1e-3)  # no Gaussian is equally far from p both ways here
+    # KL(p || p) = 0
+    assert E.kl_by_quadrature(LOG_P2, LOG_P2, KL_GRID) == pytest.approx(0.0, abs=1e-12)
+    # the best forward and best reverse fits are each the better one under their own direction
+    f, r = E.fit_forward_kl(LOG_P2, KL_GRID), E.fit_reverse_kl(LOG_P2, KL_GRID, init=(1.0, 1.0))
+    (f_fwd, f_rev), (r_fwd, r_rev) = E.gaussian_kl_pair(LOG_P2, KL_GRID, *f), E.gaussian_kl_pair(LOG_P2, KL_GRID, *r)
+    assert f_fwd < r_fwd and r_rev < f_rev
+    assert r_fwd > 10 * f_fwd and f_rev > 2 * r_rev  # and poor under the other
+    # no random Gaussian beats either fit in its own direction
+    assert np.all(fwd >= f_fwd - 1e-12) and np.all(rev >= r_rev - 1e-12)
+
+
+def test_forward_fit_is_moment_matching():
+    m, s = E.fit_forward_kl(LOG_P2, KL_GRID)
+    assert (m, s**2) == pytest.approx((0.0, 0.5**2 + 2.0**2), abs=1e-9)
+    # an asymmetric target too: mean = mean of the centres, variance = std^2 + var(centres)
+    log_p = E.bimodal_logpdf(KL_GRID, centres=(-1.0, 3.0, 4.0), std=0.7)
+    m, s = E.fit_forward_kl(log_p, KL_GRID)
+    c = np.array([-1.0, 3.0, 4.0])
+    assert (m, s**2) == pytest.approx((c.mean(), 0.49 + c.var()), abs=1e-9)
+    # and it is the minimiser: moving m or s either way raises KL(p || q)
+    best = E.gaussian_kl_pair(log_p, KL_GRID, m, s)[0]
+    for dm, ds in [(0.05, 0), (-0.05, 0), (0, 0.05), (0, -0.05)]:
+        assert E.gaussian_kl_pair(log_p, KL_GRID, m + dm, s + ds)[0] > best + 1e-5
+    # a grid that misses part of p is refused
+    with pytest.raises(ValueError, match="integrates"):
+        E.fit_forward_kl(LOG_P2[3000:], KL_GRID[3000:])
+    with pytest.raises(ValueError, match="same shape"):
+        E.fit_forward_kl(LOG_P2[:-1], KL_GRID)
+
+
+def test_reverse_fit_sits_on_one_mode_and_the_start_picks_which():
+    m, s = E.fit_reverse_kl(LOG_P2, KL_GRID, init=(1.0, 1.0))
+    assert m == pytest.approx(2.0, abs=0.01) and s == pytest.approx(0.5, abs=0.01)
+    mm, ms = E.fit_reverse_kl(LOG_P2, KL_GRID, init=(-1.0, 1.0))
+    assert (mm, ms) == pytest.approx((-m, s), abs=1e-6)  # the mirror solution
+    # q covers half of p's mass, where p is about q / 2: KL(q || p) is just under log 2
+    rev = E.gaussian_kl_pair(LOG_P2, KL_GRID, m, s)[1]
+    assert math.log(2) - 1e-3 < rev < math.log(2)
+    # a derivative-free optimiser on the same quadrature objective agrees
+    f = lambda u: E.gaussian_kl_pair(LOG_P2, KL_GRID, u[0], math.exp(u[1]))[1]  # noqa: E731
+    res = minimize(f, [1.0, 0.0], method="Nelder-Mead", options=dict(xatol=1e-9, fatol=1e-13, maxiter=4000))
+    assert (m, s) == pytest.approx((res.x[0], math.exp(res.x[1])), abs=1e-5)
+    assert rev == pytest.approx(res.fun, abs=1e-10)
+    # the symmetric Gaussian centred between the modes (the forward fit) is worse
+    assert E.gaussian_kl_pair(LOG_P2, KL_GRID, *E.fit_forward_kl(LOG_P2, KL_GRID))[1] > rev + 0.5
+    with pytest.raises(ValueError, match="positive std"):
+        E.fit_reverse_kl(LOG_P2, KL_GRID, init=(1.0, 0.0))
 
 
 # ----------------------------------------------------------------------------- exercises

@@ -17,8 +17,9 @@ optimised), a numerical quadrature to check them, a Monte Carlo ELBO estimator w
 standard error, fits of the best Gaussian and the best gamma q with optax, a VAE whose
 encoder outputs a fixed q (so the engine's ``iwae_bound`` can be run on the exact
 model), L_k curves, the by-hand reconstruction losses (squared error and cross-entropy),
-:class:`ELBOExplorer`, an ipywidgets view with sliders for q's mean and std (a
-:class:`vae_core.widgets.Explorer`), and the forward and reverse KL fits of a Gaussian to a
+:class:`ELBOExplorer`, an ipywidgets view with sliders for q's mean and std and a switch
+between a Gaussian and a gamma q (a :class:`vae_core.widgets.Explorer`; its
+``snapshots`` draws a static grid of states), and the forward and reverse KL fits of a Gaussian to a
 two-mode target, computed exactly by quadrature (float64 NumPy, no sampling).
 
 Engine models are Flax NNX modules: the functions here take the model itself (no
@@ -58,7 +59,8 @@ __all__ = ["Exact1D", "log_prior", "log_likelihood", "log_joint", "log_evidence"
            "gamma_logpdf", "gamma_entropy", "gamma_moments", "gamma_elbo", "trapezoid",
            "quadrature_evidence", "quadrature_expectation", "monte_carlo_elbo", "fit_q", "FitResult",
            "fit_two_for_one", "engine_monte_carlo_elbo",
-           "fixed_q_vae", "iwae_curve", "squared_error", "cross_entropy", "ELBOExplorer",
+           "fixed_q_vae", "iwae_curve", "squared_error", "cross_entropy", "ELBOExplorer", "Q_FAMILIES",
+           "gamma_from_moments",
            "shifted_gamma_elbo", "SHIFTED_GAMMA_OPTIONS",
            "bimodal_logpdf", "kl_by_quadrature", "gaussian_kl_pair", "fit_forward_kl", "fit_reverse_kl",
            "check_best_gaussian", "check_shifted_gamma", "check_best_sigma", "check_kl_closed_form"]
@@ -164,6 +166,12 @@ def gamma_entropy(shape, rate):
 def gamma_moments(shape, rate):
     """(E[z], E[z^2]) of Gamma(shape, rate)."""
     return shape / rate, shape * (shape + 1) / rate**2
+
+
+def gamma_from_moments(mean, std):
+    """(shape, rate) of the gamma distribution with this mean > 0 and std > 0:
+    shape = (mean / std)^2, rate = mean / std^2."""
+    return (mean / std) ** 2, mean / std**2
 
 
 def gamma_elbo(model: Exact1D, x, shape, rate):
@@ -480,18 +488,30 @@ def cross_entropy(x, probs, eps: float = 1e-7):
 
 
 # ----------------------------------------------------------------------------- explorer
-class ELBOExplorer(Explorer):
-    """Sliders for a Gaussian q = N(mean, std^2) on the exact 1-d model at one x.
+Q_FAMILIES = ("gaussian", "gamma")
 
-    ``values(mean, std)`` -> {'log_evidence', 'elbo', 'kl'} (floats, closed form).
-    ``render(mean, std)`` redraws the one figure in place (q's curve, the bars, the
-    title) and returns the values; ``figure`` is that matplotlib Figure (not managed by
-    pyplot, so it is shown only when a cell displays it). ``widget`` (from
-    :class:`vae_core.widgets.Explorer`) is an ipywidgets VBox with two sliders and an
-    Image, ``display_px`` wide, that receives the figure as PNG on every change.
+
+class ELBOExplorer(Explorer):
+    """Sliders for q's mean and std on the exact 1-d model at one x, and a switch of q's family.
+
+    q is the Gaussian N(mean, std^2) or the gamma distribution with that mean and std
+    (:func:`gamma_from_moments`: shape (mean/std)^2, rate mean/std^2; it needs mean > 0,
+    and lives on z > 0 only, so it cannot equal the Gaussian posterior).
+
+    ``values(mean, std, family='gaussian')`` -> {'log_evidence', 'elbo', 'kl'} (floats, closed
+    form; the Gaussian's KL from the two Gaussians' parameters, the gamma's as
+    log p(x) - ELBO, exact because its ELBO is). ``render(mean, std, family='gaussian')``
+    redraws the one figure in place (q's curve, the bars, the title) and returns the values;
+    ``figure`` is that matplotlib Figure (not managed by pyplot, so it is shown only when a
+    cell displays it). ``widget`` (from :class:`vae_core.widgets.Explorer`) is an ipywidgets
+    VBox with the family buttons, two sliders and an Image, ``display_px`` wide, that
+    receives the figure as PNG on every change (with the gamma family the mean slider starts
+    at ``gamma_min_mean``). ``snapshots(states)`` (the base class's) draws a static grid of
+    states such as ``[(0.0, 1.0), (1.0, 0.45, 'gamma')]``, each titled with its ELBO and KL.
     """
 
     display_px = 810  # the figure's width at png()'s 90 dpi
+    gamma_min_mean = 0.05
 
     def __init__(self, model: Exact1D, x: float, *, mean_range=(-2.0, 3.0), std_range=(0.05, 2.0),
                  z_range=(-3.0, 4.0)):
@@ -524,33 +544,59 @@ class ELBOExplorer(Explorer):
         self.ax_bar.set_ylabel("nats")
         self.ax_bar.tick_params(axis="x", labelsize=8)
         self.bar_text = [self.ax_bar.text(i, 0, "", ha="center", fontsize=8) for i in range(3)]
+        for ax in (self.ax_q, self.ax_bar):
+            ax.set_title("x", fontsize=10)  # so that tight_layout leaves room for render's titles
         fig.tight_layout()
         self.render(pm, ps)
 
-    def _check(self, mean, std):
+    def _check(self, mean, std, family):
         mean, std = float(mean), float(std)
+        if family not in Q_FAMILIES:
+            raise ValueError(f"family must be one of {Q_FAMILIES}, got {family!r}")
         if not (np.isfinite(mean) and np.isfinite(std) and std > 0):
             raise ValueError(f"q needs a finite mean and a positive std, got mean={mean}, std={std}")
+        if family == "gamma" and mean <= 0:
+            raise ValueError(f"a gamma q lives on z > 0, so it needs a positive mean, got mean={mean}")
         return mean, std
 
-    def values(self, mean, std) -> dict:
-        mean, std = self._check(mean, std)
-        elbo = float(gaussian_elbo(self.model, self.x, mean, std))
-        kl = float(gaussian_kl_to_posterior(self.model, self.x, mean, std))
+    def q_label(self, mean, std, family: str = "gaussian") -> str:
+        """A short name of q, e.g. 'N(1.00, 0.45²)' or 'Gamma(α=5.00, β=5.00)'."""
+        mean, std = self._check(mean, std, family)
+        if family == "gaussian":
+            return f"N({mean:.2f}, {std:.2f}²)"
+        a, r = gamma_from_moments(mean, std)
+        return f"Gamma(α={a:.2f}, β={r:.2f})"
+
+    def values(self, mean, std, family: str = "gaussian") -> dict:
+        mean, std = self._check(mean, std, family)
+        if family == "gaussian":
+            elbo = float(gaussian_elbo(self.model, self.x, mean, std))
+            kl = float(gaussian_kl_to_posterior(self.model, self.x, mean, std))
+        else:
+            elbo = float(gamma_elbo(self.model, self.x, *gamma_from_moments(mean, std)))
+            kl = self.log_px - elbo
         return {"log_evidence": self.log_px, "elbo": elbo, "kl": kl}
 
-    def render(self, mean, std) -> dict:
-        """Redraw q and the bars for q = N(mean, std^2); returns :meth:`values`."""
-        v = self.values(mean, std)
-        mean, std = self._check(mean, std)
-        q_pdf = np.exp(np.asarray(gaussian_logpdf(self.z, mean, std)))
+    def _q_pdf(self, mean, std, family) -> np.ndarray:
+        if family == "gaussian":
+            return np.exp(np.asarray(gaussian_logpdf(self.z, mean, std)))
+        return np.exp(np.asarray(gamma_logpdf(self.z, *gamma_from_moments(mean, std))))
+
+    def render(self, mean, std, family: str = "gaussian") -> dict:
+        """Redraw q and the bars for q of this family, mean and std; returns :meth:`values`."""
+        v = self.values(mean, std, family)
+        mean, std = self._check(mean, std, family)
+        q_pdf = self._q_pdf(mean, std, family)
         self.q_line.set_ydata(q_pdf)
         if self.q_fill is not None:
             self.q_fill.remove()
         self.q_fill = self.ax_q.fill_between(self.z, q_pdf, color="tab:orange", alpha=0.2)
-        top = max(q_pdf.max(), np.exp(float(gaussian_logpdf(self.posterior[0], *self.posterior))))
-        self.ax_q.set_ylim(0, 1.1 * top)
-        self.ax_q.set_title(f"x = {self.x:g}:  q = N({mean:.2f}, {std:.2f}²)", fontsize=10)
+        peak = np.exp(float(gaussian_logpdf(self.posterior[0], *self.posterior)))
+        self.ax_q.set_ylim(0, 1.1 * max(peak, min(q_pdf.max(), 10 * peak)))  # a gamma spike at 0 is cut
+        title = f"x = {self.x:g}:  q = {self.q_label(mean, std, family)}"
+        if family == "gamma":
+            title += f",  mean {mean:.2f}, std {std:.2f}"
+        self.ax_q.set_title(title, fontsize=10)
         heights = [v["log_evidence"], v["elbo"], v["kl"]]
         for bar, text, h in zip(self.bars, self.bar_text, heights):
             bar.set_height(h)
@@ -560,8 +606,11 @@ class ELBOExplorer(Explorer):
         lo, hi = min(heights) - 0.25 * abs(min(heights)) - 0.5, max(max(heights), 0) + 1.0
         self.ax_bar.set_ylim(lo, hi)
         self.ax_bar.set_title("ELBO + KL = log p(x)", fontsize=10)
-        self.state = (mean, std)
+        self.state = (mean, std, family)
         return v
+
+    def _snapshot_title(self, args, result) -> str:
+        return f"q = {self.q_label(*args)}:  ELBO {result['elbo']:.3f},  KL {result['kl']:.3f}"
 
     def png(self) -> bytes:
         """The figure as it is now, as PNG bytes (90 dpi)."""
@@ -572,8 +621,10 @@ class ELBOExplorer(Explorer):
     def _build(self):
         import ipywidgets as W
 
-        mean, std = self.state
+        mean, std, family = self.state
         style = {"description_width": "70px"}
+        self.family_buttons = W.ToggleButtons(options=[("Gaussian q", "gaussian"), ("gamma q", "gamma")],
+                                              value=family, description="family", style=style)
         self.mean_slider = W.FloatSlider(value=mean, min=self.mean_range[0], max=self.mean_range[1], step=0.01,
                                          description="q mean", continuous_update=True, style=style,
                                          layout=W.Layout(width="420px"))
@@ -582,17 +633,30 @@ class ELBOExplorer(Explorer):
                                         layout=W.Layout(width="420px"))
         self.image = W.Image(format="png", value=self.png(), layout=W.Layout(width=f"{self.display_px}px"))
         self.readout = W.HTML()
+        hold = [False]
 
         def refresh(_=None):
-            v = self.render(self.mean_slider.value, self.std_slider.value)
+            if hold[0]:
+                return
+            v = self.render(self.mean_slider.value, self.std_slider.value, self.family_buttons.value)
             self.image.value = self.png()
             self.readout.value = (f"<code>log p(x) = {v['log_evidence']:.4f}   ELBO = {v['elbo']:.4f}   "
                                   f"KL = {v['kl']:.4f}   ELBO + KL = {v['elbo'] + v['kl']:.4f}</code>")
 
+        def on_family(_):
+            hold[0] = True  # a gamma q needs mean > 0: move the slider's floor first, then draw once
+            try:
+                gamma = self.family_buttons.value == "gamma"
+                self.mean_slider.min = max(self.mean_range[0], self.gamma_min_mean) if gamma else self.mean_range[0]
+            finally:
+                hold[0] = False
+            refresh()
+
+        self.family_buttons.observe(on_family, names="value")
         self.mean_slider.observe(refresh, names="value")
         self.std_slider.observe(refresh, names="value")
-        refresh()
-        return W.VBox([self.mean_slider, self.std_slider, self.readout, self.image])
+        on_family(None)
+        return W.VBox([self.family_buttons, self.mean_slider, self.std_slider, self.readout, self.image])
 
 
 # ----------------------------------------------------------------------------- exercises

@@ -10,7 +10,8 @@ Assembles a Sphinx source folder (``<out>/src``) from the repository, then runs 
 * each notebook is copied as committed. An explorer cell (an ipywidgets output, which no
   static page can run) keeps its code; its widget output is replaced by the static view
   named in the cell's ``static_view`` metadata (a figure under ``figures/`` and a caption)
-  and a line saying how to run it live. A widget output without such metadata is an error,
+  and a line saying how to run it live; with ``"below": true`` the next cell already draws
+  that figure, so the line points at it instead of showing it twice. A widget output without such metadata is an error,
   so a new explorer cannot land without its static view;
 * ``figures/`` is copied so the README's images resolve.
 
@@ -52,6 +53,8 @@ def static_view_cell(cell, notebook: str, root: Path = ROOT) -> nbformat.Noteboo
         raise SystemExit(f"{notebook}: static view {view['figure']} does not exist; run the notebook in "
                          "full mode (`make notebooks`) to write it")
     text = LIVE_NOTE.format(caption=view["caption"])
+    if view.get("below"):  # the next cell already draws this figure: point at it instead of repeating it
+        return nbformat.v4.new_markdown_cell(f"{text} the figure below.")
     alt = view["caption"].replace("[", "(").replace("]", ")")
     return nbformat.v4.new_markdown_cell(f"{text}\n\n![{alt}](../{view['figure']})")
 

@@ -174,6 +174,46 @@ def test_explorer_widget_is_built_once_and_follows_the_sliders():
     assert ex.image.value[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_explorer_gamma_family_has_the_sliders_mean_and_std():
+    ex = E.ELBOExplorer(MODEL, X)
+    pm, ps = ex.posterior
+    a, r = E.gamma_from_moments(pm, ps)
+    m1, m2 = E.gamma_moments(a, r)
+    assert float(m1) == pytest.approx(pm, rel=1e-6) and float(m2 - m1**2) == pytest.approx(ps**2, rel=1e-6)
+    v = ex.render(pm, ps, "gamma")
+    assert v["elbo"] == pytest.approx(float(E.gamma_elbo(MODEL, X, a, r)), abs=1e-6)
+    assert v["kl"] == pytest.approx(v["log_evidence"] - v["elbo"], abs=1e-9) and v["kl"] > 0.01  # cannot reach it
+    assert np.allclose(ex.q_line.get_ydata(), stats.gamma(a, scale=1 / r).pdf(ex.z), atol=1e-4)
+    assert ex.state == (pytest.approx(pm), pytest.approx(ps), "gamma")
+    assert "Gamma(α=5.00, β=5.00)" in ex.ax_q.get_title()
+    assert ex.values(pm, ps)["kl"] == pytest.approx(0.0, abs=1e-5)  # the Gaussian default is unchanged
+    with pytest.raises(ValueError, match="positive mean"):
+        ex.render(-0.5, 1.0, "gamma")
+    with pytest.raises(ValueError, match="family must be one of"):
+        ex.values(1.0, 1.0, "beta")
+
+
+def test_explorer_family_buttons_move_the_mean_floor():
+    ex = E.ELBOExplorer(MODEL, X)
+    ex.widget
+    ex.mean_slider.value = -1.0
+    ex.family_buttons.value = "gamma"  # the mean slider's floor moves up to a positive mean, drawn once
+    assert ex.mean_slider.min == pytest.approx(ex.gamma_min_mean) and ex.state[2] == "gamma"
+    assert ex.state[0] == pytest.approx(ex.gamma_min_mean)
+    ex.family_buttons.value = "gaussian"
+    assert ex.mean_slider.min == pytest.approx(-2.0) and ex.state[2] == "gaussian"
+
+
+def test_explorer_snapshots_title_each_state_with_its_elbo_and_kl():
+    ex = E.ELBOExplorer(MODEL, X)
+    states = [(0.0, 1.0), (1.0, 0.45, "gamma")]
+    fig = ex.snapshots(states, ncols=2)
+    assert len(fig.axes) == 2 and fig.axes[0].get_images()[0].get_array().shape == (340, 900, 4)
+    for ax, st in zip(fig.axes, states):
+        v = ex.values(*st)
+        assert ax.get_title() == f"q = {ex.q_label(*st)}:  ELBO {v['elbo']:.3f},  KL {v['kl']:.3f}"
+
+
 def test_two_for_one_fit_reaches_max_likelihood_and_exact_posteriors():
     data = MODEL.as_linear_gaussian().sample(np.random.default_rng(0), 200)[:, 0]
     r = E.fit_two_for_one(data, sigma=1.0, steps=2000)

@@ -111,7 +111,8 @@ def test_every_image_exists_and_every_figure_is_on_its_page(site, pages):
     for nb in NOTEBOOKS:
         cells = nbformat.read(nb, as_version=4).cells
         figures = sum(any(k.startswith("image/") for k in o.get("data", {})) for c in cells if c.cell_type == "code"
-                      for o in c.outputs) + sum("static_view" in c.metadata for c in cells)
+                      for o in c.outputs) + sum(not c.metadata.get("static_view", {"below": True}).get("below")
+                                                for c in cells)
         shown = len(pages[site / "notebooks" / f"{nb.stem}.html"].images)
         assert shown == figures, f"{nb.name}: {shown} images on the page, {figures} figures in the notebook"
 
@@ -130,7 +131,9 @@ def test_explorers_show_their_static_view_and_solutions_stay_collapsed(site):
         views = [c.metadata["static_view"] for c in cells if "static_view" in c.metadata]
         assert html.count("Interactive explorer.</strong>") == len(views), nb.name
         for view in views:
-            assert Path(view["figure"]).stem in html, f"{nb.name}: {view['figure']} not on the page"
+            assert (ROOT / view["figure"]).is_file(), view["figure"]
+            if not view.get("below"):  # else the next cell's output draws it, inline
+                assert Path(view["figure"]).stem in html, f"{nb.name}: {view['figure']} not on the page"
         solutions = sum(c.source.count("<details") for c in cells if c.cell_type == "markdown")
         assert html.count("<details") == solutions and "<details open" not in html, nb.name
 
@@ -156,6 +159,9 @@ def test_a_widget_output_becomes_its_static_view(tmp_path):
     assert [o["output_type"] for o in cells[0].outputs] == ["stream"]
     assert cells[1].cell_type == "markdown" and "../figures/02_elbo_explorer.png" in cells[1].source
     assert "make lab" in cells[1].source
+    nbformat.write(_notebook([WIDGET], {"static_view": {**view, "below": True}}), path)
+    cells = build_site.site_notebook(path).cells
+    assert "the figure below" in cells[1].source and "../figures/" not in cells[1].source
 
 
 def test_a_figure_widget_keeps_its_png_and_a_new_explorer_needs_a_static_view(tmp_path):

@@ -418,3 +418,121 @@ def test_traversal_explorer_bad_inputs():
         TraversalExplorer({})
     with pytest.raises(ValueError, match="x_ref has 5 pixels"):
         TraversalExplorer({"a": _model(2)}, x_ref=np.zeros(5))
+
+
+# ---------------------------------------------------------------------------- static snapshots
+def _count_renders(explorer, monkeypatch) -> list:
+    """Wrap explorer.render so every call is recorded (functools.wraps keeps its signature)."""
+    import functools
+
+    calls, real = [], explorer.render
+
+    @functools.wraps(real)
+    def counted(*args):
+        calls.append(args)
+        return real(*args)
+
+    monkeypatch.setattr(explorer, "render", counted)
+    return calls
+
+
+def test_snapshots_draw_one_render_per_state(small, monkeypatch):
+    ls = LatentSliders(small)
+    calls = _count_renders(ls, monkeypatch)
+    states = [np.zeros(4), np.array([2.0, 0, 0, 0]), np.array([0, -2.0, 1.0, 0.5])]
+    fig = ls.snapshots(states, ncols=2)
+    assert len(calls) == 3 and len(fig.axes) == 3  # the 4th cell of the 2x2 grid is removed
+    for ax, z in zip(fig.axes, states):
+        (im,) = ax.get_images()
+        np.testing.assert_allclose(im.get_array(), ls.render(z), atol=1e-6)  # the render's pixels, unchanged
+        assert im.get_cmap().name == "gray_r" and im.get_clim() == (0.0, 1.0)  # ink-dark on white
+    assert [ax.get_title() for ax in fig.axes] == ["values = (0.00, 0.00, 0.00, ...)",
+                                                   "values = (2.00, 0.00, 0.00, ...)",
+                                                   "values = (0.00, -2.00, 1.00, ...)"]
+    fig = ls.snapshots(states[:2], titles=["start", ""])
+    assert [ax.get_title() for ax in fig.axes] == ["start", ""]
+    assert LatentSliders(small, invert=False).snapshots([np.zeros(4)]).axes[0].get_images()[0].get_cmap().name == "gray"
+
+
+def test_snapshots_of_a_dict_render_stack_its_panels(monkeypatch):
+    ae, vae = _model(2, seed=1, deterministic=True), _model(2, seed=2)
+    pad = LatentPad({"AE": ae, "VAE": vae}, np.random.default_rng(0).normal(size=(50, 2)), np.zeros(50))
+    calls = _count_renders(pad, monkeypatch)
+    zs = [np.array([-1.0, 0.0]), [0.0, 0.5], np.array([1.0, 0.0])]
+    fig = pad.snapshots(zs, ncols=2)
+    assert len(calls) == 3 and len(fig.axes) == 6  # 3 states x 2 models; 2 rows of states, one model a row
+    ax = fig.axes
+    # grid rows: AE, VAE (states 0 and 1), then AE, VAE (state 2)
+    assert [a.get_ylabel() for a in ax] == ["AE", "", "VAE", "", "AE", "VAE"]
+    assert [a.get_title() for a in ax] == ["z = (-1.00, 0.00)", "z = (0.00, 0.50)", "", "", "z = (1.00, 0.00)", ""]
+    np.testing.assert_allclose(ax[3].get_images()[0].get_array(), pad.render(np.array([0.0, 0.5]))["VAE"], atol=1e-6)
+
+
+def test_snapshots_unpack_tuples_take_row_labels_and_draw_into_a_subfigure(images):
+    from matplotlib.figure import Figure
+
+    it = Interpolator(_model(4), images[0], images[1])
+    assert [a.get_title() for a in it.snapshots([0.0, 0.5]).axes] == ["t = 0.00", "t = 0.50"]
+    te = TraversalExplorer({"a": _model(4, seed=3), "b": _model(3, seed=4)})
+    parent = Figure()
+    left, right = parent.subfigures(1, 2)
+    states = [("a", 1, -2.0), ("a", 1, 2.0), ("b", 0, -2.0), ("b", 0, 2.0)]
+    out = te.snapshots(states, ncols=2, row_labels=["a z1", "b z0"], figure=right)
+    assert out is right and len(right.axes) == 4 and len(parent.axes) == 4
+    assert [a.get_ylabel() for a in right.axes] == ["a z1", "", "b z0", ""]
+    assert right.axes[0].get_title() == "name = a, dim = 1, value = -2.00"
+    np.testing.assert_allclose(right.axes[3].get_images()[0].get_array(), te.render("b", 0, 2.0), atol=1e-6)
+
+
+def test_snapshots_rasterise_an_explorer_that_draws_a_figure():
+    from matplotlib.figure import Figure
+
+    class Curve(Explorer):
+        def __init__(self):
+            self.figure = Figure(figsize=(2.0, 1.0))
+            self.ax = self.figure.subplots()
+
+        def render(self, a):
+            self.ax.clear()
+            self.ax.plot([0, 1], [0, a])
+            return {"slope": float(a)}
+
+        def _snapshot_title(self, args, result):
+            return f"slope {result['slope']:.1f}"
+
+    fig = Curve().snapshots([1.0, -1.0, 0.5], ncols=3)
+    assert len(fig.axes) == 3 and [a.get_title() for a in fig.axes] == ["slope 1.0", "slope -1.0", "slope 0.5"]
+    raster = fig.axes[0].get_images()[0].get_array()
+    assert raster.shape == (100, 200, 4) and raster.dtype == np.uint8  # 2 x 1 inches at 100 dpi, RGBA
+    assert not np.array_equal(raster, fig.axes[1].get_images()[0].get_array())  # each state redrawn
+
+    class Nothing(Explorer):
+        def render(self, a):
+            return None
+
+    with pytest.raises(TypeError, match="needs an image"):
+        Nothing().snapshots([0])
+
+
+def test_snapshots_bad_inputs(small):
+    ls = LatentSliders(small)
+    z = [np.zeros(4), np.ones(4)]
+    with pytest.raises(ValueError, match="at least one state"):
+        ls.snapshots([])
+    with pytest.raises(ValueError, match="one title per state: 2 states, 1 titles"):
+        ls.snapshots(z, titles=["only one"])
+    with pytest.raises(ValueError, match="ncols must be >= 1"):
+        ls.snapshots(z, ncols=0)
+    with pytest.raises(ValueError, match="panel_inches must be a positive width"):
+        ls.snapshots(z, panel_inches=0)
+    with pytest.raises(ValueError, match="one label per row of panels: 1 rows"):
+        ls.snapshots(z, row_labels=["a", "b"])
+    with pytest.raises(ValueError, match="expected 4 latent values"):  # render's own check
+        ls.snapshots([np.zeros(3)])
+
+    class Mixed(Explorer):
+        def render(self, i):
+            return {f"m{i}": np.zeros((2, 2))}
+
+    with pytest.raises(ValueError, match="every state must render the same panels"):
+        Mixed().snapshots([0, 1])

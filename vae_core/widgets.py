@@ -28,10 +28,18 @@ Explorers (each takes a vae_core ``VAE``, or a dict {name: VAE}):
 Images are shown ink-dark on white (``invert=True``, like the ``gray_r`` colour map
 that :mod:`vae_core.plots` uses) and upscaled by nearest neighbour to about
 ``display_px`` pixels on their longer side, so a 28x28 digit stays sharp and visible.
+
+A widget shows nothing without a kernel (GitHub, nbviewer, the course website), so every
+explorer also draws a static picture of what it shows: ``explorer.snapshots(states)``
+(:meth:`Explorer.snapshots`) calls the explorer's own ``render(...)`` once per state and
+lays the results out as a grid in one matplotlib Figure, to save and display under the
+widget's cell.
 """
 from __future__ import annotations
 
+import inspect
 import io
+import math
 from typing import Callable, Mapping, Sequence
 
 import jax
@@ -59,6 +67,9 @@ class Explorer:
                  (callbacks and state set up in ``_build`` live as long as the explorer).
     ``_ipython_display_()``:  an explorer at the end of a cell shows ``explorer.widget``.
 
+    ``snapshots(states)``:  a static Figure of several states, drawn from ``render`` (for
+                 readers without a kernel); a subclass needs nothing more for it.
+
     There is no ``__init__`` to call: the unbuilt state is the class attribute
     ``_widget = None``.
     """
@@ -85,6 +96,142 @@ class Explorer:
         from IPython.display import display
 
         display(self.widget)
+
+    # -- static view -------------------------------------------------------------
+    def snapshots(self, states: Sequence, titles: Sequence[str] | None = None, *, ncols: int | None = None,
+                  row_labels: Sequence[str] | None = None, panel_inches: float | None = None, figure=None):
+        """A static grid of what the widget shows at several states: one ``render`` call per state.
+
+        states:     the states to draw, in order; a tuple is unpacked into ``render``'s
+                    positional arguments (``(name, dim, value)``), anything else is its one
+                    argument (a code ``[L]`` as a list or array, a float t). So a 2-d code goes
+                    in as ``[0.5, -0.5]`` or an array, not as the tuple ``(0.5, -0.5)``.
+        titles:     one title per state ('' for none); default: render's arguments by name
+                    (``"t = 0.50"``), or what the subclass's ``_snapshot_title`` says.
+        ncols:      states per row of the grid (default: all in one row).
+        row_labels: one label per row of panels (written left of the row's first panel);
+                    by default the names of a dict result, none for a single image.
+        panel_inches: width of one panel in inches (default 1.3 for an image; a rasterised
+                    figure keeps its own size at 100 dpi).
+        figure:     a matplotlib Figure or SubFigure to draw into; default a new Figure
+                    (constrained layout, not managed by pyplot: display or save it).
+
+        What ``render`` returns decides the panels of one state:
+
+        * an image ``[H, W]`` in [0, 1] -> one panel, ink-dark on white (``gray_r``, or
+          ``gray`` when the explorer has ``invert=False``), pixel values unchanged;
+        * a dict ``{name: image [H, W]}`` -> one panel per name, stacked in the state's column
+          (one row per name; a grid of several rows of states repeats them);
+        * anything else, from an explorer that redraws its own ``self.figure`` (notebook 02's
+          ELBO explorer) -> that figure, rasterised at 100 dpi as RGBA ``[h, w, 4]``. Such an
+          explorer's figure is left at the last state.
+
+        Returns the Figure (or the given SubFigure) holding len(states) x (panels per state)
+        axes. Raises ValueError for no states, a titles or row_labels list of the wrong
+        length, ncols < 1, panel_inches <= 0, or states whose results have different panels.
+        """
+        states = list(states)
+        if not states:
+            raise ValueError("snapshots needs at least one state (a list of render's arguments)")
+        n = len(states)
+        if titles is not None:
+            titles = [str(t) for t in titles]
+            if len(titles) != n:
+                raise ValueError(f"titles must give one title per state: {n} states, {len(titles)} titles")
+        ncols = n if ncols is None else int(ncols)
+        if ncols < 1:
+            raise ValueError(f"ncols must be >= 1, got {ncols}")
+        ncols = min(ncols, n)
+        if panel_inches is not None and not float(panel_inches) > 0:
+            raise ValueError(f"panel_inches must be a positive width in inches, got {panel_inches}")
+        panels, auto = [], []
+        for state in states:
+            args = state if isinstance(state, tuple) else (state,)
+            result = self.render(*args)
+            panels.append(self._snapshot_panels(result))
+            auto.append(self._snapshot_title(args, result))
+        titles = auto if titles is None else titles
+        names = list(panels[0])
+        for i, p in enumerate(panels):
+            if list(p) != names:
+                raise ValueError(f"state {i} renders panels {list(p)}, state 0 renders {names}: every state must "
+                                 "render the same panels")
+        k, bands = len(names), math.ceil(n / ncols)
+        nrows = bands * k
+        if row_labels is not None:
+            row_labels = [str(r) for r in row_labels]
+            if len(row_labels) != nrows:
+                raise ValueError(f"row_labels must give one label per row of panels: {nrows} rows "
+                                 f"({bands} row(s) of states x {k} panel(s) each), got {len(row_labels)}")
+        elif k > 1:
+            row_labels = names * bands
+        first = panels[0][names[0]]
+        h, w = first.shape[:2]
+        pw = float(panel_inches) if panel_inches is not None else (w / 100 if first.ndim == 3 else 1.3)
+        if figure is None:
+            from matplotlib.figure import Figure
+
+            label_in = 0.07 * max(map(len, row_labels)) if row_labels else 0.0  # ~ width of 8-pt text
+            titled = sum(any(titles[b * ncols:(b + 1) * ncols]) for b in range(bands))  # bands with a title
+            figure = Figure(figsize=(ncols * pw + label_in + 0.1, nrows * pw * h / w + 0.3 * titled + 0.08 * nrows),
+                            layout="constrained")
+        axes = figure.subplots(nrows, ncols, squeeze=False)
+        cmap = "gray" if getattr(self, "invert", True) is False else "gray_r"
+        for i in range(bands * ncols):
+            band, col = divmod(i, ncols)
+            for j, name in enumerate(names):
+                ax = axes[band * k + j, col]
+                if i >= n:
+                    ax.remove()
+                    continue
+                img = panels[i][name]
+                if img.ndim == 2:
+                    ax.imshow(img, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+                else:
+                    ax.imshow(img)
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for spine in ax.spines.values():
+                    spine.set_color("#ccc")  # the widget's 1px #ccc border
+                if j == 0 and titles[i]:
+                    ax.set_title(titles[i], fontsize=8)
+                if col == 0 and row_labels:
+                    ax.set_ylabel(row_labels[band * k + j], fontsize=8, rotation=0, ha="right", va="center")
+        return figure
+
+    def _snapshot_panels(self, result) -> dict:
+        """{panel name: image} of one render result (see :meth:`snapshots`); '' names a lone panel."""
+        if isinstance(result, Mapping) and result and all(np.ndim(v) == 2 for v in result.values()):
+            return {str(name): np.asarray(img) for name, img in result.items()}
+        if np.ndim(result) == 2:
+            return {"": np.asarray(result)}
+        figure = getattr(self, "figure", None)
+        if figure is None:
+            raise TypeError(f"{type(self).__name__}.render returned {type(result).__name__}; snapshots needs an "
+                            "image [H, W], a dict {name: image}, or a render that redraws self.figure")
+        from PIL import Image as PILImage
+
+        buf = io.BytesIO()
+        figure.savefig(buf, format="png", dpi=100)
+        return {"": np.asarray(PILImage.open(io.BytesIO(buf.getvalue())).convert("RGBA"))}
+
+    def _snapshot_title(self, args: tuple, result) -> str:
+        """Default title of one state: render's arguments by name, e.g. ``"t = 0.50"``."""
+        params = [p for p in inspect.signature(self.render).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        return ", ".join(f"{p.name} = {_format_value(a)}" for p, a in zip(params, args))
+
+
+def _format_value(value) -> str:
+    """A short text for one render argument: strings as they are, numbers to 2 decimals,
+    a vector as (a, b, ...) (its first three entries and "..." when longer)."""
+    if isinstance(value, str):
+        return value
+    a = np.asarray(value)
+    if a.ndim == 0:
+        return f"{a.item():.2f}" if a.dtype.kind == "f" else str(a.item())
+    shown = ", ".join(f"{float(v):.2f}" for v in a.ravel()[:3])
+    return f"({shown}{', ...' if a.size > 3 else ''})"
 
 
 # ----------------------------------------------------------------------------- rendering

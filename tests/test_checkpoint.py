@@ -1,5 +1,7 @@
 """Checkpoints, the model cache and resumable training (vae_core.checkpoint)."""
+import dataclasses
 import hashlib
+import json
 import os
 
 import flax.serialization
@@ -237,3 +239,17 @@ def test_train_resumable_in_chunks_equals_an_uninterrupted_run(images, tmp_path)
     with pytest.raises(ckpt.CheckpointError, match="different training config"):
         ckpt.train_resumable(state_path, SMALL, TrainConfig(epochs=4, batch_size=64, seed=6), images,
                              progress=False)
+
+
+def test_cache_key_ignores_fields_added_later_at_their_defaults(images):
+    """A field added to TrainConfig keeps the cache key of a config at its default (the
+    models cached before it still load); a non-default value gives another key."""
+    from vae_core import __version__
+
+    old_dict = {k: v for k, v in FAST.to_dict().items() if k not in ckpt.ADDED_TRAIN_FIELDS}
+    spec = json.dumps([SMALL.to_dict(), old_dict, list(np.shape(images)), float(np.asarray(images[:64]).sum()),
+                       __version__], sort_keys=True)
+    digest = hashlib.sha256(spec.encode()).hexdigest()[:12]
+    assert ckpt.cache_path("tiny", SMALL, FAST, images).name == f"tiny-{digest}.msgpack"
+    noisy = dataclasses.replace(FAST, corruption="flip", corruption_level=0.1)
+    assert ckpt.cache_path("tiny", SMALL, noisy, images) != ckpt.cache_path("tiny", SMALL, FAST, images)

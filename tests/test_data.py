@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from vae_core import data
-from vae_core.data import ChecksumError, MNISTNotFoundError, binarize, load_mnist
+from vae_core.data import ChecksumError, MNISTNotFoundError, binarize, corrupt, flip_noise, load_mnist, mask_patches
 
 LOCAL = os.environ.get("VAE_DATA_DIR")
 needs_local = pytest.mark.skipif(not LOCAL, reason="set VAE_DATA_DIR to the folder holding mnist.npz")
@@ -211,3 +211,40 @@ def test_cli_copy_is_not_modified(raw):
     assert before == after
 
 
+
+
+# ----------------------------------------------------------------------------- corruptions
+def test_flip_noise_flips_about_p_of_pixels():
+    binary_images = (np.random.default_rng(0).random((6, 784)) < 0.3).astype(np.float32)
+    noisy = flip_noise(jax.random.PRNGKey(0), np.tile(binary_images, (20, 1)), 0.1)
+    frac = np.mean(noisy != np.tile(binary_images, (20, 1)))
+    assert 0.09 < frac < 0.11
+    assert set(np.unique(noisy)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(flip_noise(jax.random.PRNGKey(0), binary_images, 0.0), binary_images)
+    np.testing.assert_array_equal(flip_noise(jax.random.PRNGKey(0), binary_images, 1.0), 1 - binary_images)
+    with pytest.raises(ValueError):
+        flip_noise(jax.random.PRNGKey(0), binary_images, 1.5)
+
+
+def test_mask_patches_blanks_one_square_inside_margin():
+    x = np.ones((50, 784), np.float32)
+    masked, mask = mask_patches(jax.random.PRNGKey(3), x, 8, margin=4)
+    assert masked.shape == mask.shape == (50, 784)
+    assert np.all(mask.sum(1) == 64)
+    np.testing.assert_array_equal(masked, 1 - mask)
+    m = mask.reshape(50, 28, 28)
+    assert np.all(m[:, :4] == 0) and np.all(m[:, -4:] == 0) and np.all(m[:, :, :4] == 0) and np.all(m[:, :, -4:] == 0)
+    rows = m.any(2).argmax(1)
+    assert len(np.unique(rows)) > 1  # places differ between images
+    with pytest.raises(ValueError, match="does not fit"):
+        mask_patches(jax.random.PRNGKey(0), x, 25)
+
+
+
+def test_corrupt_dispatches_and_runs_under_jit():
+    x = (np.random.default_rng(1).random((4, 784)) < 0.3).astype(np.float32)
+    key = jax.random.PRNGKey(5)
+    np.testing.assert_array_equal(corrupt(key, x, "flip", 0.2), flip_noise(key, x, 0.2))
+    np.testing.assert_array_equal(jax.jit(lambda k, a: corrupt(k, a, "mask", 6))(key, x), mask_patches(key, x, 6)[0])
+    with pytest.raises(ValueError, match="corruption must be one of"):
+        corrupt(key, x, "blur", 1.0)

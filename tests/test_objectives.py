@@ -211,6 +211,23 @@ def test_elbo_terms_parts_and_beta(small):
     assert np.allclose(tf["kl_per_dim"], tf["kl"][:, None] / 3)
 
 
+
+def test_elbo_terms_with_a_target_scores_the_decoder_on_it(small):
+    """A denoising VAE: encoder on x, decoder likelihood of the target; the KL is x's."""
+    model, x = small
+    key = jax.random.PRNGKey(2)
+    clean = 1.0 - x
+    t, plain = obj.elbo_terms(model, x, key, target=clean), obj.elbo_terms(model, x, key)
+    out, _, _ = model(x, key)
+    assert np.allclose(t["rec"], obj.bernoulli_log_likelihood(out, clean))
+    assert np.allclose(t["kl"], plain["kl"]) and not np.allclose(t["rec"], plain["rec"])
+    assert np.allclose(obj.elbo_terms(model, x, key, target=x)["elbo"], plain["elbo"])
+    spec = obj.LossSpec(objective="elbo")
+    loss, aux = obj.training_loss(model, x, key, jnp.asarray(0), spec, target=clean)
+    assert np.isclose(float(loss), -float(jnp.mean(t["elbo"])), atol=1e-4)
+    with pytest.raises(ValueError, match="needs objective 'elbo' or 'capacity'"):
+        obj.training_loss(model, x, key, jnp.asarray(0), obj.LossSpec(objective="iwae", iwae_k=2), target=clean)
+
 def test_observation_log_likelihood_follows_the_decoder():
     x = jnp.full((2, 784), 0.5)
     out = jnp.linspace(-2, 2, 2 * 784).reshape(2, 784)

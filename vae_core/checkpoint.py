@@ -360,9 +360,16 @@ def find_cached(path: Path) -> Path | None:
     return same[0] if same else None
 
 
+# TrainConfig fields added after models were cached, with their defaults: left out of the
+# cache key while at the default, so adding a field does not orphan every cached model.
+ADDED_TRAIN_FIELDS = {"corruption": None, "corruption_level": 0.0}
+
+
 def cache_path(name, model_config, train_config, x_train, directory=None) -> Path:
     """Where ``train_or_load`` keeps this model: <cache>/<name>-<hash of configs and data>.msgpack."""
-    spec = json.dumps([model_config.to_dict(), train_config.to_dict(), list(np.shape(x_train)),
+    train = {k: v for k, v in train_config.to_dict().items()
+             if not (k in ADDED_TRAIN_FIELDS and v == ADDED_TRAIN_FIELDS[k])}
+    spec = json.dumps([model_config.to_dict(), train, list(np.shape(x_train)),
                        float(np.asarray(x_train[:64]).sum()), __version__], sort_keys=True)
     digest = hashlib.sha256(spec.encode()).hexdigest()[:12]
     return Path(directory or cache_dir()) / f"{name}-{digest}.msgpack"

@@ -1,4 +1,4 @@
-"""MNIST for the course: loading, verification and dynamic binarization.
+"""MNIST for the course: loading, verification, dynamic binarization and corruptions.
 
 Where the images come from, in this order:
 
@@ -12,6 +12,9 @@ Where the images come from, in this order:
 Every array is checked against known SHA-256 sums, so a truncated or altered file
 is named instead of silently training on it. With no local copy and no network the
 loader fails within seconds with a message that says how to fix it.
+
+Corruptions (flipped pixels, a blanked square) make a denoising VAE's inputs; they are
+jit-friendly, so training draws fresh ones for every minibatch (``TrainConfig.corruption``).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import io
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from .files import NETWORK_CHECK_SECONDS, atomic_write, can_connect
@@ -140,6 +144,55 @@ def binarize(key: jax.Array, x: jax.Array) -> jax.Array:
     binary image each time, which is the IWAE paper's training protocol.
     """
     return jax.random.bernoulli(key, x).astype(x.dtype)
+
+
+
+# ----------------------------------------------------------------------------- corruptions
+CORRUPTIONS = ("flip", "mask")
+
+
+def flip_noise(key: jax.Array, x: jax.Array, p: float) -> jax.Array:
+    """Flip each pixel of binary images x: [n, D] with probability p (salt-and-pepper noise). -> [n, D]."""
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p must lie in [0, 1], got {p}")
+    x = jnp.asarray(x, jnp.float32)
+    return jnp.where(jax.random.bernoulli(key, p, x.shape), 1.0 - x, x)
+
+
+def mask_patches(key: jax.Array, x: jax.Array, size: int, image_shape=IMAGE_SHAPE,
+                 margin: int = 4) -> tuple[jax.Array, jax.Array]:
+    """Blank one size x size square per image (pixels set to 0) at a random place.
+
+    The square's corner is drawn uniformly so that the square lies inside the image with
+    at least ``margin`` pixels to each border (where the digits are). x: [n, H*W].
+    Returns (masked images [n, D], mask [n, D] with 1 where pixels were blanked).
+    """
+    H, W = image_shape
+    size, margin = int(size), int(margin)
+    if size < 1 or size + 2 * margin > min(H, W):
+        raise ValueError(f"size={size} with margin={margin} does not fit a {H}x{W} image")
+    x = jnp.asarray(x, jnp.float32)
+    n = x.shape[0]
+    k_r, k_c = jax.random.split(key)
+    rows = jax.random.randint(k_r, (n,), margin, H - margin - size + 1)[:, None, None]
+    cols = jax.random.randint(k_c, (n,), margin, W - margin - size + 1)[:, None, None]
+    r, c = jnp.arange(H)[None, :, None], jnp.arange(W)[None, None, :]
+    inside = (r >= rows) & (r < rows + size) & (c >= cols) & (c < cols + size)
+    mask = inside.reshape(n, H * W).astype(jnp.float32)
+    return x * (1.0 - mask), mask
+
+
+def corrupt(key: jax.Array, x: jax.Array, kind: str, level: float, image_shape=IMAGE_SHAPE) -> jax.Array:
+    """A denoising VAE's input: x [n, D] corrupted by ``kind`` -> [n, D].
+
+    kind='flip': each pixel flipped with probability ``level``; kind='mask': one
+    ``level`` x ``level`` square blanked per image (:func:`mask_patches`).
+    """
+    if kind == "flip":
+        return flip_noise(key, x, level)
+    if kind == "mask":
+        return mask_patches(key, x, int(level), image_shape)[0]
+    raise ValueError(f"corruption must be one of {CORRUPTIONS}, got {kind!r}")
 
 
 def check_arrays(raw: dict, *, verify: bool = True, source: str = "") -> None:
@@ -285,4 +338,4 @@ def check_images(x, name: str, input_dim: int | None = None, *, binary: bool = F
 
 __all__ = ["DATA_DIR_ENV", "FILENAME", "IMAGE_SHAPE", "N_PIXELS", "SHA256", "SHAPES", "IDX_FILES", "MNISTNotFoundError",
            "ChecksumError", "MNIST", "load_mnist", "to_unit_interval", "binarize", "check_arrays", "download_mnist",
-           "read_idx", "check_images"]
+           "read_idx", "check_images", "CORRUPTIONS", "flip_noise", "mask_patches", "corrupt"]

@@ -38,32 +38,45 @@ def _split(model: VAE):
     return graphdef, replicate(params)
 
 
-@partial(jax.jit, static_argnums=(0, 4))
-def _elbo_all(graphdef, params, x, key, batch_size, beta):
+@partial(jax.jit, static_argnums=(0, 5))
+def _elbo_all(graphdef, params, x, target, key, batch_size, beta):
     model = nnx.merge(graphdef, params)
     batches, n = _pad_batches(x, batch_size)
+    targets = None if target is None else _pad_batches(target, batch_size)[0]
     keys = jax.random.split(key, batches.shape[0])
-    terms = jax.lax.map(lambda b: elbo_terms(model, b[0], b[1], beta), (batches, keys))
+    terms = jax.lax.map(lambda b: elbo_terms(model, b[0], b[2], beta, target=b[1]), (batches, targets, keys))
     return jax.tree_util.tree_map(lambda a: a.reshape(-1, *a.shape[2:])[:n], terms)
 
 
-def evaluate(model: VAE, x, key, *, beta: float = 1.0, batch_size: int = 500, check: bool = True) -> dict:
-    """Mean one-sample ELBO terms over a data set x: [n, D] (already binarized if binary).
-
-    Returns {'elbo', 'rec', 'kl': scalars, 'kl_per_dim': [L]} in nats per image.
-    """
+def _elbo_inputs(model: VAE, x, target, check: bool = True):
     if check:
         check_images(x, "x", model.cfg.input_dim)
-    batch_size = min(batch_size, len(x))
-    terms = _elbo_all(*_split(model), jnp.asarray(x), key, batch_size, beta)
+    if target is None:
+        return jnp.asarray(x), None
+    if np.shape(target) != np.shape(x):
+        raise ValueError(f"target must have the shape of x {np.shape(x)}, got {np.shape(target)}")
+    if check:
+        check_images(target, "target", model.cfg.input_dim)
+    return jnp.asarray(x), jnp.asarray(target)
+
+
+def evaluate(model: VAE, x, key, *, beta: float = 1.0, batch_size: int = 500, check: bool = True,
+             target=None) -> dict:
+    """Mean one-sample ELBO terms over a data set x: [n, D] (already binarized if binary).
+
+    target: optional [n, D] images the decoder is scored on instead of x (a denoising
+    VAE's clean images while x is corrupted; see :func:`vae_core.objectives.elbo_terms`).
+    Returns {'elbo', 'rec', 'kl': scalars, 'kl_per_dim': [L]} in nats per image.
+    """
+    x, target = _elbo_inputs(model, x, target, check)
+    terms = _elbo_all(*_split(model), x, target, key, min(batch_size, len(x)), beta)
     return {k: jnp.mean(v, axis=0) for k, v in terms.items()}
 
 
-def elbo_per_example(model: VAE, x, key, *, beta: float = 1.0, batch_size: int = 500) -> dict:
+def elbo_per_example(model: VAE, x, key, *, beta: float = 1.0, batch_size: int = 500, target=None) -> dict:
     """Like :func:`evaluate` but per image: {'elbo','rec','kl': [n], 'kl_per_dim': [n, L]}."""
-    check_images(x, "x", model.cfg.input_dim)
-    batch_size = min(batch_size, len(x))
-    return _elbo_all(*_split(model), jnp.asarray(x), key, batch_size, beta)
+    x, target = _elbo_inputs(model, x, target)
+    return _elbo_all(*_split(model), x, target, key, min(batch_size, len(x)), beta)
 
 
 @partial(jax.jit, static_argnums=(0, 4, 5, 6))

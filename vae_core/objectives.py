@@ -179,22 +179,27 @@ def beta_tcvae_objective(rec: jax.Array, kl: jax.Array, tc: jax.Array, beta: flo
 
 
 # --------------------------------------------------------------------------- bounds
-def elbo_terms(model: VAE, x: jax.Array, key: jax.Array, beta: float | jax.Array = 1.0) -> dict:
+def elbo_terms(model: VAE, x: jax.Array, key: jax.Array, beta: float | jax.Array = 1.0,
+               target: jax.Array | None = None) -> dict:
     """One-sample ELBO and its parts for a batch x: [batch, D].
+
+    target: optional [batch, D]; the decoder's likelihood is then that of the target
+    instead of x (a denoising VAE: the encoder sees a corrupted x, the decoder is scored
+    on the clean image; Im et al. 2017's denoising criterion). None: target = x.
 
     Returns a dict of per-example arrays:
       elbo [batch]      = rec - beta * kl   (the beta-weighted objective)
-      rec [batch]       = log p(x|z), z ~ q(z|x) reparameterized (z = mean for an AE)
+      rec [batch]       = log p(target|z), z ~ q(z|x) reparameterized (z = mean for an AE)
       kl [batch]        = analytic KL(q(z|x) || N(0, I)) (0 for an AE)
       kl_per_dim [batch, L]
     """
-    return _elbo_draw(model, x, key, beta)[0]
+    return _elbo_draw(model, x, key, beta, target)[0]
 
 
-def _elbo_draw(model: VAE, x, key, beta=1.0) -> tuple[dict, jax.Array, Posterior]:
+def _elbo_draw(model: VAE, x, key, beta=1.0, target=None) -> tuple[dict, jax.Array, Posterior]:
     """elbo_terms' dict, with the draw z [batch, L] and the posterior it came from."""
     out, z, post = model(x, key)
-    rec = observation_log_likelihood(model, out, x)
+    rec = observation_log_likelihood(model, out, x if target is None else target)
     if model.cfg.deterministic:
         per_dim = jnp.zeros_like(post.mean)
         kl = jnp.zeros(x.shape[0], x.dtype)
@@ -268,8 +273,12 @@ class LossSpec(NamedTuple):
     gamma: float = 100.0
 
 
-def training_loss(model: VAE, x: jax.Array, key: jax.Array, step: jax.Array, spec: LossSpec):
+def training_loss(model: VAE, x: jax.Array, key: jax.Array, step: jax.Array, spec: LossSpec,
+                  target: jax.Array | None = None):
     """The scalar loss of one minibatch x: [batch, D] and what the history records.
+
+    target: optional clean images [batch, D] the decoder is scored on while the encoder
+    sees x (a denoising VAE, :func:`elbo_terms`); objectives 'elbo' and 'capacity' only.
 
     Returns (loss, aux) with aux = {'rec': [batch], 'kl': [batch], 'kl_weight': []}:
     the reconstruction and KL terms of one posterior draw, and the weight the loss
@@ -286,6 +295,8 @@ def training_loss(model: VAE, x: jax.Array, key: jax.Array, step: jax.Array, spe
     terms (TC (L-1) log N nats higher), which change neither the loss's gradient nor its
     optimum, and make the recorded TC unreadable; N = 1 keeps it in nats of q_B(z).
     """
+    if target is not None and spec.objective not in ("elbo", "capacity"):
+        raise ValueError(f"a separate target (denoising) needs objective 'elbo' or 'capacity', not {spec.objective!r}")
     if spec.objective == "iwae":
         k_iw, k_elbo = jax.random.split(key)
         bound = iwae_bound(model, x, k_iw, spec.iwae_k)
@@ -300,7 +311,7 @@ def training_loss(model: VAE, x: jax.Array, key: jax.Array, step: jax.Array, spe
         weight = linear_warmup(step, spec.warmup_steps, 1.0)
         loss = beta_tcvae_objective(t["rec"], t["kl"], parts["tc"], spec.beta, weight)
         return jnp.mean(loss), {"rec": t["rec"], "kl": t["kl"], "kl_weight": weight, **parts}
-    t = elbo_terms(model, x, key)
+    t = elbo_terms(model, x, key, target=target)
     if spec.objective == "capacity":
         c = spec.capacity_max * jnp.clip(step / spec.capacity_steps, 0.0, 1.0)
         loss = capacity_objective(t["rec"], t["kl"], c, spec.gamma)

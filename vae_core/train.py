@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 
 from flax import nnx
 
-from .data import binarize, check_images
+from .data import CORRUPTIONS, binarize, check_images, corrupt
 from .evaluate import evaluate
 from .models import VAE, ModelConfig, build_model
 from .objectives import LossSpec, training_loss
@@ -66,6 +66,13 @@ class TrainConfig:
     lr_stages:       optional IWAE-paper schedule: a tuple of (epochs, learning rate)
                      stages run one after the other (overrides final_learning_rate).
     eval_images:     how many test images are evaluated after each epoch (None: all).
+    corruption:      None, or a denoising VAE's input corruption (:func:`vae_core.data.corrupt`):
+                     'flip' (each pixel flipped with probability corruption_level) or 'mask'
+                     (a corruption_level x corruption_level square blanked), drawn afresh for
+                     every minibatch; the encoder sees the corrupted image, the decoder is scored
+                     on the clean one ('elbo' and 'capacity' objectives). The per-epoch test
+                     numbers stay those of clean inputs.
+    corruption_level: the flip probability ('flip') or the square's side in pixels ('mask').
     """
 
     epochs: int = 10
@@ -86,8 +93,22 @@ class TrainConfig:
     lr_stages: tuple[tuple[int, float], ...] | None = None
     seed: int = 0
     eval_images: int | None = None
+    corruption: str | None = None
+    corruption_level: float = 0.0
 
     def __post_init__(self):
+        if self.corruption is not None:
+            if self.corruption not in CORRUPTIONS:
+                raise ValueError(f"corruption must be None or one of {CORRUPTIONS}, got {self.corruption!r}")
+            if self.objective not in ("elbo", "capacity"):
+                raise ValueError(f"corruption (a denoising VAE) needs objective 'elbo' or 'capacity', "
+                                 f"not {self.objective!r}")
+            bad = (not 0 < self.corruption_level <= 1 if self.corruption == "flip"
+                   else self.corruption_level < 1 or self.corruption_level != int(self.corruption_level))
+            if bad:
+                raise ValueError(f"corruption_level={self.corruption_level} does not fit corruption "
+                                 f"{self.corruption!r}: a probability in (0, 1] for 'flip', a whole number "
+                                 "of pixels >= 1 for 'mask'")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.beta < 0:
@@ -225,10 +246,18 @@ def make_epoch_fn(model: VAE, cfg: TrainConfig, tx, n_train: int, *, loop: str |
     steps = n_train // cfg.batch_size
     spec = loss_spec(cfg, steps)
 
+    if loss is not None and cfg.corruption is not None:
+        raise ValueError("a replacement loss cannot be combined with cfg.corruption (a denoising VAE)")
+
     def loss_fn(params, x, key, step):
         if loss is not None:
             return loss(nnx.merge(graphdef, params), x, key, step)
-        return training_loss(nnx.merge(graphdef, params), x, key, step, spec)
+        if cfg.corruption is None:
+            return training_loss(nnx.merge(graphdef, params), x, key, step, spec)
+        # a fresh corruption per minibatch, from a key no other draw uses (folding keeps the
+        # binarization and posterior draws of an uncorrupted run unchanged)
+        noisy = corrupt(jax.random.fold_in(key, 1), x, cfg.corruption, cfg.corruption_level, model.cfg.image_shape)
+        return training_loss(nnx.merge(graphdef, params), noisy, key, step, spec, target=x)
 
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
 

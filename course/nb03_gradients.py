@@ -10,7 +10,8 @@ This module measures both, in four settings the notebook 03 walks through:
 
 1. The closed-form toy problem f(x) = (x - k)^2, x ~ N(mu, sigma^2), d = mu - k, with the
    estimators vmapped over many seeds and their variances in closed form
-   (:func:`closed_forms`; d^4 + 14 d^2 + 15, 4, 4 d^2 + 8 sigma^2 at mu = sigma = 1).
+   (:func:`closed_forms`; d^4 + 14 d^2 + 15, 4, 4 d^2 + 8 sigma^2 at mu = sigma = 1), and
+   :class:`EstimatorExplorer`, histograms of repeated estimates under sliders for k, N and a baseline.
 2. A VAE on MNIST: the ELBO gradient for the encoder parameters under each estimator,
    its variance and signal-to-noise ratio per parameter group (:func:`gradient_moments`,
    :func:`group_statistics`), and a short training run with each: :func:`estimator_loss`
@@ -18,7 +19,9 @@ This module measures both, in four settings the notebook 03 walks through:
 3. Full-covariance Gaussians z = mu + L eps (:func:`random_full_posterior`,
    :func:`reference_log_density`, :func:`quadratic_form_gradients`).
 4. A gamma variable, whose sampler JAX differentiates by implicit reparameterization
-   (:func:`gamma_pathwise_estimate`, :func:`gamma_score_estimate`, :func:`gamma_exact_gradient`).
+   (:func:`gamma_pathwise_estimate`, :func:`gamma_score_estimate`, :func:`gamma_exact_gradient`),
+   and G-REP, the generalized reparameterization gradient of Ruiz, Titsias & Blei (2016):
+   a standardising map eps = T^{-1}(z) plus a score-function correction (:func:`grep_gradient`).
 
 The notebook's exercises are checked by the ``check_*`` functions at the end (section 5).
 
@@ -32,17 +35,21 @@ differentiate a function of the encoder's state, and merge the two inside it
 """
 from __future__ import annotations
 
+import io
 import math
 from functools import partial
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+from jax.scipy.special import digamma, gammaln, polygamma
 
 from vae_core.exercises import Verdict, attempt, check_choice, check_close, is_blank
 from vae_core.models import VAE, Posterior, sample_posterior, scale_tril
 from vae_core.objectives import decoder_log_likelihood, kl_divergence, log_joint, posterior_log_density
+from vae_core.widgets import Explorer
 
 ESTIMATORS = ("pathwise", "score", "score_loo")
 # the encoder's parameters, as an NNX filter: nnx.split(model, ENCODER, ...) -> graphdef, encoder, rest
@@ -172,6 +179,175 @@ def mean_with_error(draws, axis: int = 0):
     """Sample mean of draws along axis and its standard error."""
     x = np.asarray(draws, np.float64)
     return x.mean(axis=axis), x.std(axis=axis, ddof=1) / math.sqrt(x.shape[axis])
+
+
+# --------------------------------------------------------------------------- explorer
+def _g3(x: float) -> str:
+    """x to 3 significant digits, never in exponent notation (a legend reads 436, 0.472)."""
+    return f"{x:.3g}" if 1e-3 <= abs(x) < 1e4 or x == 0 else f"{x:.3e}"
+
+
+class EstimatorExplorer(Explorer):
+    """Histograms of many repeated gradient estimates on the toy problem, with sliders.
+
+    f(x) = (x - k)^2, x ~ N(mu, sigma^2). Each state (k, n_samples, baseline) draws ``repeats``
+    independent estimates of d/dmu E[f], each an average over n_samples draws, with the
+    pathwise and the score-function estimator (:func:`draw_estimates`, the same fixed PRNG
+    key every time, so a state always shows the same histograms). With ``baseline`` on, the
+    score function subtracts the constant b = E f = d^2 + sigma^2 (the section's "b = E f",
+    known here in closed form); any constant keeps it unbiased.
+
+    ``values(k, n_samples, baseline)`` -> dict: 'exact' (2 d); per estimator the sample mean
+    and the sample variance, each with its standard error ('pathwise_mean', 'pathwise_se',
+    'pathwise_var', 'pathwise_var_se', 'score_mean', ...); the closed-form variances of an
+    N-sample estimate ('pathwise_var_exact' = 4 sigma^2 / N, 'score_var_exact' from
+    :func:`closed_forms`); the state ('k', 'n_samples', 'baseline') and the constant used
+    ('b', 0 when off). ``draw(ax, ...)`` draws one state's histograms into a matplotlib
+    axes and returns its values; ``render(...)`` redraws ``figure`` (a matplotlib Figure not
+    managed by pyplot) in place and returns the values; ``grid(ks, n_samples)`` is a new
+    Figure of states, rows baseline off / on, one column per k (the static view for readers
+    without a kernel). ``widget`` (from :class:`vae_core.widgets.Explorer`): sliders for k and
+    N, a baseline checkbox, a readout and an Image that receives the figure as PNG after each
+    change (``continuous_update=False``: one redraw when a slider is released; the estimators
+    compile once for each new N, so its first redraw is slower).
+    """
+
+    display_px = 810  # the figure's width at png()'s 90 dpi
+
+    def __init__(self, *, mu: float = 1.0, sigma: float = 1.0, repeats: int = 2000, k_range=(-5.0, 5.0),
+                 n_options=(1, 2, 4, 8, 16, 32, 64, 128), k: float = -3.0, n_samples: int = 1,
+                 baseline: bool = False, seed: int = 0):
+        from matplotlib.figure import Figure
+
+        self.mu, self.sigma = float(mu), float(sigma)
+        if not self.sigma > 0:
+            raise ValueError(f"sigma must be positive, got {sigma}")
+        self.repeats = int(repeats)
+        if self.repeats < 2:
+            raise ValueError(f"repeats must be >= 2 (a variance needs two estimates), got {repeats}")
+        self.k_range = tuple(float(v) for v in k_range)
+        self.n_options = tuple(int(n) for n in n_options)
+        self.key = jax.random.PRNGKey(seed)
+        self.figure = Figure(figsize=(9.0, 3.6))
+        self.ax = self.figure.subplots()
+        self.render(k, n_samples, baseline)
+
+    def _check(self, k, n_samples, baseline):
+        k, n = float(k), int(n_samples)
+        if not np.isfinite(k):
+            raise ValueError(f"k must be finite, got {k}")
+        if n < 1:
+            raise ValueError(f"n_samples must be >= 1, got {n_samples}")
+        return k, n, bool(baseline)
+
+    def estimates(self, k, n_samples, baseline):
+        """(pathwise [repeats], score [repeats], b): repeated n_samples-draw estimates of d/dmu."""
+        k, n, on = self._check(k, n_samples, baseline)
+        b = float(closed_forms(k, self.mu, self.sigma)["mean_f"]) if on else 0.0
+        common = dict(n_seeds=self.repeats, n_samples=n)
+        path = draw_estimates(self.key, self.mu, self.sigma, k, estimator="pathwise", **common)[:, 0]
+        score = draw_estimates(self.key, self.mu, self.sigma, k, estimator="score", baseline=b, **common)[:, 0]
+        return np.asarray(path, np.float64), np.asarray(score, np.float64), b
+
+    def values(self, k, n_samples, baseline) -> dict:
+        """The numbers one state shows (see the class docstring)."""
+        return self._values(k, n_samples, baseline, *self.estimates(k, n_samples, baseline))
+
+    def _values(self, k, n_samples, baseline, path, score, b) -> dict:
+        k, n, on = self._check(k, n_samples, baseline)
+        cf = closed_forms(k, self.mu, self.sigma, baseline=b)
+        out = {"k": k, "n_samples": n, "baseline": on, "b": b, "exact": float(cf["grad_mu"]),
+               "pathwise_var_exact": float(cf["pathwise_var_mu"]) / n, "score_var_exact": float(cf["score_var_mu"]) / n}
+        for name, draws in (("pathwise", path), ("score", score)):
+            out[f"{name}_mean"], out[f"{name}_se"] = (float(v) for v in mean_with_error(draws))
+            out[f"{name}_var"], out[f"{name}_var_se"] = (float(v) for v in variance_with_error(draws))
+        return out
+
+    def draw(self, ax, k, n_samples, baseline, *, legend_size: float = 8.0) -> dict:
+        """Draw one state's two histograms (same bins) and the exact gradient into ax; returns its values."""
+        path, score, b = self.estimates(k, n_samples, baseline)
+        v = self._values(k, n_samples, baseline, path, score, b)
+        both = np.concatenate([path, score])
+        lo, hi = np.percentile(both, [0.5, 99.5])
+        lo, hi = min(lo, v["exact"] - 1.0), max(hi, v["exact"] + 1.0)
+        bins = np.linspace(lo, hi, 61)
+        score_name = "score, b = E f" if v["baseline"] else "score"
+        for name, draws, color, alpha in (("score", score, "C3", 0.55), ("pathwise", path, "C0", 0.7)):
+            ax.hist(np.clip(draws, lo, hi), bins=bins, density=True, color=color, alpha=alpha,
+                    label=f"{score_name if name == 'score' else name}: variance {_g3(v[name + '_var'])} "
+                          f"± {_g3(v[name + '_var_se'])} (exact {_g3(v[name + '_var_exact'])})")
+        ax.axvline(v["exact"], color="k", lw=1.5, label=f"exact gradient 2d = {v['exact']:g}")
+        ax.set_xlim(lo, hi)
+        ax.set_xlabel("estimate of d/dμ E[(x - k)²]")
+        ax.set_ylabel("density over repeats")
+        ax.legend(fontsize=legend_size, loc="upper right")
+        ax.grid(alpha=0.3)
+        return v
+
+    def render(self, k, n_samples, baseline) -> dict:
+        """Redraw ``figure`` for one state; returns :meth:`values` of that state."""
+        self.ax.clear()
+        v = self.draw(self.ax, k, n_samples, baseline)
+        self.ax.set_title(f"k = {v['k']:g}, N = {v['n_samples']} samples per estimate, "
+                          f"{self.repeats} repeated estimates, baseline {'b = E f' if v['baseline'] else 'off'}",
+                          fontsize=10)
+        self.figure.tight_layout()
+        self.state = (v["k"], v["n_samples"], v["baseline"])
+        return v
+
+    def grid(self, ks=(1.0, -1.0, -3.0), n_samples: int = 1):
+        """A new Figure of states: rows baseline off / on, one column per k. -> (Figure, [values dicts])."""
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(4.2 * len(ks), 6.4))
+        axes = fig.subplots(2, len(ks), squeeze=False)
+        rows = []
+        for i, on in enumerate((False, True)):
+            for j, k in enumerate(ks):
+                v = self.draw(axes[i, j], k, n_samples, on, legend_size=7.0)
+                axes[i, j].set_title(f"k = {v['k']:g} (d = {self.mu - v['k']:g}), "
+                                     f"baseline {'b = E f' if on else 'off'}", fontsize=9)
+                rows.append(v)
+        fig.suptitle(f"{self.repeats} repeated estimates of d/dμ, N = {int(n_samples)} sample(s) each, "
+                     f"x ~ N({self.mu:g}, {self.sigma:g}²)")
+        fig.tight_layout()
+        return fig, rows
+
+    def png(self) -> bytes:
+        """The figure as it is now, as PNG bytes (90 dpi)."""
+        buf = io.BytesIO()
+        self.figure.savefig(buf, format="png", dpi=90)
+        return buf.getvalue()
+
+    def _readout(self, v) -> str:
+        return (f"<code>exact 2d = {v['exact']:.3g}   pathwise: mean {v['pathwise_mean']:.3g}, variance "
+                f"{v['pathwise_var']:.3g}   score: mean {v['score_mean']:.3g}, variance {v['score_var']:.3g}   "
+                f"variance ratio score / pathwise {v['score_var'] / v['pathwise_var']:.3g}</code>")
+
+    def _build(self):
+        import ipywidgets as W
+
+        k, n, on = self.state
+        style = {"description_width": "90px"}
+        n_value = n if n in self.n_options else self.n_options[0]
+        self.k_slider = W.FloatSlider(value=k, min=self.k_range[0], max=self.k_range[1], step=0.5,
+                                      description="target k", continuous_update=False, style=style,
+                                      layout=W.Layout(width="420px"))
+        self.n_slider = W.SelectionSlider(options=self.n_options, value=n_value, description="samples N",
+                                          continuous_update=False, style=style, layout=W.Layout(width="420px"))
+        self.baseline_box = W.Checkbox(value=on, description="baseline b = E f (score function)", indent=False)
+        self.image = W.Image(format="png", layout=W.Layout(width=f"{self.display_px}px"))
+        self.readout = W.HTML()
+
+        def refresh(_=None):
+            v = self.render(self.k_slider.value, self.n_slider.value, self.baseline_box.value)
+            self.image.value = self.png()
+            self.readout.value = self._readout(v)
+
+        for control in (self.k_slider, self.n_slider, self.baseline_box):
+            control.observe(refresh, names="value")
+        refresh()
+        return W.VBox([self.k_slider, self.n_slider, self.baseline_box, self.readout, self.image])
 
 
 # =========================================================================== 2. a VAE's encoder
@@ -440,6 +616,101 @@ def draw_gamma_estimates(key, alpha, k, *, estimator: str, n_seeds: int, n_sampl
     return jax.vmap(lambda kk: fn(kk, alpha, k, n_samples=n_samples, f=f))(keys)
 
 
+# --------------------------------------------------------------------------- G-REP
+class GrepEstimate(NamedTuple):
+    """Per-draw G-REP terms for (d/dalpha, d/dbeta) of E_{Gamma(alpha, beta)}[f(z)], each [n, 2].
+
+    rep:   the pathwise term   f'(z) grad_v T(eps; v)
+    corr:  the correction      f(z) grad_v log q(eps; v)
+    total: rep + corr, one unbiased estimate per draw (average the rows for an n-draw estimate)
+    """
+    rep: jax.Array
+    corr: jax.Array
+    total: jax.Array
+
+
+def gamma_log_density(z, alpha, beta):
+    """log Gamma(z; shape alpha, rate beta) = alpha log beta - log Gamma(alpha) + (alpha - 1) log z - beta z.
+
+    Elementwise; z > 0.
+    """
+    return alpha * jnp.log(beta) - gammaln(alpha) + (alpha - 1.0) * jnp.log(z) - beta * z
+
+
+def grep_standardize(z, alpha, beta):
+    """G-REP's standardisation of a gamma variable (Ruiz, Titsias & Blei 2016):
+    eps = T^{-1}(z; alpha, beta) = (log z - psi(alpha) + log beta) / sqrt(psi_1(alpha)).
+
+    log z has mean psi(alpha) - log beta and variance psi_1(alpha) (digamma, trigamma), so eps
+    has mean 0 and variance 1 for every (alpha, beta). Elementwise.
+    """
+    return (jnp.log(z) - digamma(alpha) + jnp.log(beta)) / jnp.sqrt(polygamma(1, alpha))
+
+
+def grep_transform(eps, alpha, beta):
+    """The inverse of :func:`grep_standardize`, elementwise:
+    z = T(eps; alpha, beta) = exp(eps sqrt(psi_1(alpha)) + psi(alpha) - log beta)."""
+    return jnp.exp(eps * jnp.sqrt(polygamma(1, alpha)) + digamma(alpha) - jnp.log(beta))
+
+
+def grep_eps_log_density(eps, alpha, beta):
+    """log q(eps; alpha, beta), the density of eps = T^{-1}(z) for z ~ Gamma(alpha, beta), by change of
+    variables: log q(T(eps; v); v) + log J(eps; v) with J = dT/deps = T(eps; v) sqrt(psi_1(alpha)).
+
+    Elementwise. Written through T, so its gradient with respect to (alpha, beta) at fixed eps is
+    the total derivative G-REP's correction term needs. beta cancels exactly: eps's distribution
+    depends on alpha only.
+    """
+    s = jnp.sqrt(polygamma(1, alpha))
+    log_z = eps * s + digamma(alpha) - jnp.log(beta)           # log T(eps; v)
+    # log q(T; v) + log T + log s, written in log z so that a z below float32's range stays finite
+    return alpha * jnp.log(beta) - gammaln(alpha) + alpha * log_z - beta * jnp.exp(log_z) + jnp.log(s)
+
+
+@partial(jax.jit, static_argnames=("f",))
+def grep_terms(z, f, alpha, beta) -> GrepEstimate:
+    """G-REP's two terms at given draws z [n] ~ Gamma(alpha, beta), for v = (alpha, beta).
+
+    With eps = T^{-1}(z; v) held fixed (:func:`grep_standardize`), one draw gives
+      rep  = f'(T(eps; v)) grad_v T(eps; v)                               (pathwise, through T)
+      corr = f(T(eps; v)) grad_v [log q(T(eps; v); v) + log J(eps; v)]      (score of eps's density)
+    and E[rep] + E[corr] = grad_v E_{Gamma(alpha, beta)}[f(z)]. f: a differentiable elementwise
+    function of z (static: each new f compiles once). Returns a :class:`GrepEstimate` of [n, 2]
+    arrays, columns (d/dalpha, d/dbeta).
+    """
+    v = jnp.stack([jnp.asarray(alpha, jnp.float32), jnp.asarray(beta, jnp.float32)])
+    eps = jax.lax.stop_gradient(grep_standardize(z, v[0], v[1]))
+
+    def one(e):
+        rep = jax.grad(lambda w: f(grep_transform(e, w[0], w[1])))(v)
+        score = jax.grad(lambda w: grep_eps_log_density(e, w[0], w[1]))(v)
+        return rep, f(grep_transform(e, v[0], v[1])) * score
+
+    rep, corr = jax.vmap(one)(eps)
+    return GrepEstimate(rep, corr, rep + corr)
+
+
+@partial(jax.jit, static_argnames=("n",))
+def gamma_draws(key, alpha, beta, n: int):
+    """n draws z ~ Gamma(shape alpha, rate beta) -> [n] (jax.random.gamma, compiled once per n)."""
+    return jax.random.gamma(key, alpha, (n,)) / beta
+
+
+def grep_gradient(key, f, alpha, beta, n: int) -> GrepEstimate:
+    """G-REP gradient of E_{Gamma(alpha, beta)}[f(z)] wrt (alpha, beta) from n independent draws.
+
+    Draws z [n] with :func:`gamma_draws` and returns :func:`grep_terms` at them: per-draw
+    [n, 2] arrays rep, corr and total (columns d/dalpha, d/dbeta), so that
+    ``mean_with_error(g.total[:, 0])`` is the n-draw estimate of d/dalpha and its standard error.
+    """
+    return grep_terms(gamma_draws(key, alpha, beta, n), f, alpha, beta)
+
+
+def log_gamma_skewness(alpha):
+    """Skewness of log z for z ~ Gamma(alpha, beta), which is also eps's: psi_2(alpha) / psi_1(alpha)^(3/2)."""
+    return polygamma(2, alpha) / polygamma(1, alpha) ** 1.5
+
+
 # =========================================================================== 5. exercises
 def _draws_1d(draws, what: str, min_n: int, hint: str):
     """draws as a float64 1-D array, or a Verdict saying what is wrong with it."""
@@ -577,11 +848,12 @@ def check_score_variance(my_score_variance) -> Verdict:
 
 __all__ = [
     "ESTIMATORS", "quadratic", "gaussian_score", "score_function_estimate", "pathwise_estimate",
-    "draw_estimates", "closed_forms", "variance_with_error", "mean_with_error", "ENCODER", "mc_elbo",
-    "encoder_surrogate", "encoder_gradient", "gradient_moments", "parameter_groups",
+    "draw_estimates", "closed_forms", "variance_with_error", "mean_with_error", "EstimatorExplorer", "ENCODER",
+    "mc_elbo", "encoder_surrogate", "encoder_gradient", "gradient_moments", "parameter_groups",
     "group_statistics", "mean_agreement", "estimator_loss", "random_full_posterior",
     "covariance", "reference_log_density", "quadratic_form_gradients", "gamma_pathwise_estimate",
-    "gamma_score_estimate", "gamma_exact_gradient", "draw_gamma_estimates",
-    "check_pathwise_sigma_variance", "BASELINE_OPTIONS", "check_best_baseline", "check_gamma_log_gradient",
-    "check_score_variance",
+    "gamma_score_estimate", "gamma_exact_gradient", "draw_gamma_estimates", "GrepEstimate", "gamma_log_density",
+    "grep_standardize", "grep_transform", "grep_eps_log_density", "grep_terms", "gamma_draws", "grep_gradient",
+    "log_gamma_skewness", "check_pathwise_sigma_variance", "BASELINE_OPTIONS", "check_best_baseline",
+    "check_gamma_log_gradient", "check_score_variance",
 ]

@@ -263,6 +263,161 @@ def test_mc_elbo_is_an_unbiased_estimate_of_the_analytic_kl_elbo(tiny_vae):
     assert np.all(se < 0.1)  # precise enough that a wrong sign or a missing term would be caught
 
 
+# --------------------------------------------------------------------------- G-REP
+GREP_N = 2**15
+
+
+def _f_id(z):
+    return z
+
+
+def _f_log(z):
+    return jnp.log(z)
+
+
+def _f_quad(z):
+    return (z - 3.0) ** 2
+
+
+# E_{Gamma(alpha, beta)}[f] in closed form, differentiated by jax.grad for the exact gradients
+CLOSED = {_f_id: lambda a, b: a / b,
+          _f_log: lambda a, b: jax.scipy.special.digamma(a) - jnp.log(b),
+          _f_quad: lambda a, b: a / b**2 + (a / b - 3.0) ** 2}
+
+
+def _gamma_sample(alpha, beta, seed):
+    """Gamma(alpha, rate beta) draws from numpy: an independent sampler, and no jax.random.gamma to compile."""
+    return np.random.default_rng(seed).gamma(alpha, 1.0 / beta, GREP_N).astype(np.float32)
+
+
+def _exact(f, alpha, beta):
+    return np.asarray(jax.grad(CLOSED[f], argnums=(0, 1))(alpha, beta))
+
+
+@pytest.mark.parametrize("f", list(CLOSED), ids=lambda f: f.__name__)
+def test_grep_is_unbiased_where_the_expectation_has_a_closed_form(f):
+    for alpha, beta in [(0.8, 1.0), (3.0, 2.5)]:
+        z = _gamma_sample(alpha, beta, seed=int(10 * alpha))
+        g = G.grep_terms(z, f, alpha, beta)
+        assert g.rep.shape == g.corr.shape == g.total.shape == (GREP_N, 2)
+        np.testing.assert_allclose(g.total, g.rep + g.corr, rtol=1e-6, atol=1e-6)
+        exact = _exact(f, alpha, beta)
+        for col in (0, 1):                                   # d/dalpha, d/dbeta
+            mean, se = G.mean_with_error(g.total[:, col])
+            # (+ float32 round-off: for log z the beta column is the constant -1/beta, with se = 0)
+            assert abs(mean - exact[col]) < Z * se + 1e-5 * max(1.0, abs(exact[col])), (alpha, col, mean, se)
+            assert se < 0.05 * max(1.0, abs(exact[col]))     # precise enough to catch a wrong term
+        # eps's density has no beta in it, so the correction vanishes draw by draw in the beta column
+        assert np.max(np.abs(g.corr[:, 1])) < 1e-3 * np.mean(np.abs(g.rep[:, 1]))
+
+
+def test_grep_needs_its_correction_and_beats_the_score_function():
+    alpha = 1.0
+    z = _gamma_sample(alpha, 1.0, seed=3)
+    g = G.grep_terms(z, _f_quad, alpha, 1.0)
+    # both terms against the notebook's hand-derived formulas (beta = 1), with s = sqrt(psi_1):
+    #   g_rep = f'(z) z (psi_1 + eps psi_2 / (2 s)),
+    #   g_corr = f(z) [eps s + (alpha - z)(psi_1 + eps psi_2 / (2 s)) + psi_2 / (2 psi_1)]
+    zz, eps = np.asarray(z[:200], np.float64), np.asarray(G.grep_standardize(z[:200], alpha, 1.0), np.float64)
+    p1, p2 = (float(jax.scipy.special.polygamma(m, alpha)) for m in (1, 2))
+    dT = p1 + eps * p2 / (2 * np.sqrt(p1))
+    np.testing.assert_allclose(g.rep[:200, 0], 2 * (zz - 3.0) * zz * dT, rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(g.corr[:200, 0], (zz - 3.0) ** 2 * (eps * np.sqrt(p1) + (alpha - zz) * dT
+                                                                    + p2 / (2 * p1)), rtol=2e-3, atol=2e-3)
+    exact = _exact(_f_quad, alpha, 1.0)[0]
+    mean, se = G.mean_with_error(g.rep[:, 0])
+    assert abs(mean - exact) > Z * se                        # the pathwise term alone is biased here
+    mean, se = G.mean_with_error(g.total[:, 0])
+    assert abs(mean - exact) < Z * se
+    # the score function at the same draws: f(z) d/dalpha log q(z) = f(z) (log z - psi(alpha))
+    score = np.asarray(_f_quad(z) * (np.log(z) - float(jax.scipy.special.digamma(alpha))), np.float64)
+    v_grep, v_grep_se = G.variance_with_error(g.total[:, 0])
+    v_score, v_score_se = G.variance_with_error(score)
+    assert v_grep + Z * v_grep_se < v_score - Z * v_score_se
+
+
+def test_grep_eps_is_standardised_and_its_density_is_the_change_of_variables():
+    z = np.array([0.01, 0.4, 1.0, 2.5, 9.0], np.float32)
+    from scipy import stats
+    for alpha, beta in [(0.3, 1.0), (1.0, 3.0), (5.0, 0.5)]:
+        np.testing.assert_allclose(G.gamma_log_density(z, alpha, beta),
+                                   stats.gamma(alpha, scale=1 / beta).logpdf(z), rtol=1e-5, atol=1e-5)
+        eps = G.grep_standardize(z, alpha, beta)
+        np.testing.assert_allclose(G.grep_transform(eps, alpha, beta), z, rtol=1e-5)
+        # log q(eps) = log q_gamma(T(eps)) + log |dT/deps|, with the Jacobian from autodiff
+        dT = jax.vmap(jax.grad(lambda e: G.grep_transform(e, alpha, beta)))(eps)
+        np.testing.assert_allclose(G.grep_eps_log_density(eps, alpha, beta),
+                                   G.gamma_log_density(z, alpha, beta) + np.log(dT), rtol=1e-4, atol=1e-4)
+    # by quadrature: a density with mean 0 and variance 1, whose skewness depends on alpha (and not on beta)
+    grid = np.linspace(-45.0, 10.0, 55_001)
+    log_q = jax.jit(G.grep_eps_log_density)
+    for alpha in (0.3, 1.0, 5.0):
+        skews = []
+        for beta in (1.0, 3.0):
+            q = np.exp(np.asarray(log_q(jnp.asarray(grid), alpha, beta), np.float64))
+            assert np.trapezoid(q, grid) == pytest.approx(1.0, abs=1e-4)
+            assert np.trapezoid(grid * q, grid) == pytest.approx(0.0, abs=1e-4)
+            assert np.trapezoid(grid**2 * q, grid) == pytest.approx(1.0, abs=1e-4)
+            skews.append(np.trapezoid(grid**3 * q, grid))
+        assert skews[0] == pytest.approx(skews[1], abs=1e-4)
+        assert skews[0] == pytest.approx(float(G.log_gamma_skewness(alpha)), abs=1e-3)
+    assert float(G.log_gamma_skewness(0.3)) < float(G.log_gamma_skewness(5.0)) < 0
+
+
+def test_grep_gradient_draws_with_its_key_and_estimates_trigamma():
+    key, alpha, beta = jax.random.PRNGKey(7), 2.0, 1.5
+    g = G.grep_gradient(key, _f_log, alpha, beta, GREP_N)
+    z = G.gamma_draws(key, alpha, beta, GREP_N)
+    np.testing.assert_array_equal(g.total, G.grep_terms(z, _f_log, alpha, beta).total)  # the same draws
+    mean, se = G.mean_with_error(z)
+    assert abs(mean - alpha / beta) < Z * se
+    mean, se = G.mean_with_error(g.total[:, 0])              # d/dalpha E[log z] = psi_1(alpha)
+    assert abs(mean - float(jax.scipy.special.polygamma(1, alpha))) < Z * se
+    assert not np.array_equal(G.grep_gradient(jax.random.PRNGKey(8), _f_log, alpha, beta, GREP_N).total, g.total)
+
+
+# --------------------------------------------------------------------------- explorer
+@pytest.fixture(scope="module")
+def explorer():
+    return G.EstimatorExplorer()
+
+
+def test_estimator_explorer_renders_without_a_front_end(explorer):
+    from vae_core.widgets import Explorer
+
+    assert isinstance(explorer, Explorer)
+    fig, ax = explorer.figure, explorer.ax
+    plain = explorer.render(-3.0, 1, False)
+    assert explorer.figure is fig and explorer.ax is ax and explorer.state == (-3.0, 1, False)
+    assert len(ax.patches) == 2 * 60 and "k = -3" in ax.get_title()    # two histograms of 60 bins
+    assert plain["exact"] == 8.0 and plain["b"] == 0.0
+    for name, exact in (("pathwise", 4.0), ("score", 495.0)):
+        assert plain[f"{name}_var_exact"] == exact
+        assert abs(plain[f"{name}_var"] - exact) < Z * plain[f"{name}_var_se"]
+        assert abs(plain[f"{name}_mean"] - 8.0) < Z * plain[f"{name}_se"]
+    based = explorer.values(-3.0, 1, True)
+    assert based["b"] == 17.0 and based["score_var_exact"] == 138.0    # b = E f = d^2 + 1, 8 d^2 + 10
+    assert based["score_var"] + Z * based["score_var_se"] < plain["score_var"] - Z * plain["score_var_se"]
+    assert based["pathwise_var"] == plain["pathwise_var"]             # the same draws: a fixed key
+    assert explorer.values(-3.0, 1, False) == plain                   # reproducible
+    assert explorer.png()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="n_samples"):
+        explorer.values(0.0, 0, False)
+
+
+def test_estimator_explorer_grid_and_widget(explorer):
+    fig, rows = explorer.grid(ks=(1.0, -3.0), n_samples=1)
+    assert len(fig.axes) == 4 and [(r["k"], r["baseline"]) for r in rows] == [
+        (1.0, False), (-3.0, False), (1.0, True), (-3.0, True)]
+    for off, on in zip(rows[:2], rows[2:]):                           # the baseline helps at every k
+        assert on["score_var"] < off["score_var"] and on["score_var_exact"] < off["score_var_exact"]
+    w = explorer.widget
+    assert w is explorer.widget and explorer.n_slider.options == (1, 2, 4, 8, 16, 32, 64, 128)
+    explorer.baseline_box.value = not explorer.state[2]
+    assert explorer.state[2] == explorer.baseline_box.value and "variance" in explorer.readout.value
+    assert explorer.image.value[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 # --------------------------------------------------------------------------- exercises
 from exercise_tools import check_exercises  # noqa: E402
 

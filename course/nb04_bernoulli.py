@@ -31,7 +31,7 @@ from scipy.stats import norm
 
 from vae_core.checkpoint import cache_dir, train_or_load
 from vae_core.config import mode_name
-from vae_core.data import binarize
+from vae_core.data import binarize, flip_noise, mask_patches  # noqa: F401  (re-exported for notebook 04)
 from vae_core.evaluate import log_marginal_likelihood, sample_prior
 from vae_core.exercises import Verdict, attempt, check_close, is_blank
 from vae_core.files import atomic_write
@@ -83,38 +83,6 @@ def prior_samples(model: VAE, key, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- corruption
-def flip_noise(key, x, p: float) -> np.ndarray:
-    """Flip each pixel of binary images x [n, D] with probability p (salt-and-pepper noise)."""
-    if not 0.0 <= p <= 1.0:
-        raise ValueError(f"p must lie in [0, 1], got {p}")
-    x = jnp.asarray(x, jnp.float32)
-    flips = jax.random.bernoulli(key, p, x.shape)
-    return np.asarray(jnp.where(flips, 1.0 - x, x))
-
-
-def mask_patches(key, x, size: int, image_shape=(28, 28), margin: int = 4) -> tuple[np.ndarray, np.ndarray]:
-    """Blank one size x size square per image (pixels set to 0) at a random place.
-
-    The square's corner is drawn uniformly so that the square lies inside the image with
-    at least ``margin`` pixels to each border (where the digits are). x: [n, H*W].
-    Returns (masked images [n, D], mask [n, D] with 1 where pixels were blanked).
-    """
-    H, W = image_shape
-    size, margin = int(size), int(margin)
-    if size < 1 or size + 2 * margin > min(H, W):
-        raise ValueError(f"size={size} with margin={margin} does not fit a {H}x{W} image")
-    x = np.asarray(x, np.float32)
-    n = len(x)
-    k_r, k_c = jax.random.split(key)
-    rows = np.asarray(jax.random.randint(k_r, (n,), margin, H - margin - size + 1))
-    cols = np.asarray(jax.random.randint(k_c, (n,), margin, W - margin - size + 1))
-    mask = np.zeros((n, H, W), np.float32)
-    for i in range(n):
-        mask[i, rows[i]:rows[i] + size, cols[i]:cols[i] + size] = 1.0
-    mask = mask.reshape(n, -1)
-    return x * (1.0 - mask), mask
-
-
 def mean_abs_error(a, b, mask=None) -> np.ndarray:
     """Mean absolute pixel difference per image between a and b: [n, D] -> [n].
 

@@ -71,31 +71,6 @@ def test_prior_samples_are_decoded_means_and_binary_draws(small):
     assert many_draws[high].mean() > 0.6 > 0.4 > many_draws[low].mean()
 
 
-def test_flip_noise_flips_about_p_of_pixels(binary_images):
-    noisy = flip_noise(jax.random.PRNGKey(0), np.tile(binary_images, (20, 1)), 0.1)
-    frac = np.mean(noisy != np.tile(binary_images, (20, 1)))
-    assert 0.09 < frac < 0.11
-    assert set(np.unique(noisy)) <= {0.0, 1.0}
-    np.testing.assert_array_equal(flip_noise(jax.random.PRNGKey(0), binary_images, 0.0), binary_images)
-    np.testing.assert_array_equal(flip_noise(jax.random.PRNGKey(0), binary_images, 1.0), 1 - binary_images)
-    with pytest.raises(ValueError):
-        flip_noise(jax.random.PRNGKey(0), binary_images, 1.5)
-
-
-def test_mask_patches_blanks_one_square_inside_margin():
-    x = np.ones((50, 784), np.float32)
-    masked, mask = mask_patches(jax.random.PRNGKey(3), x, 8, margin=4)
-    assert masked.shape == mask.shape == (50, 784)
-    assert np.all(mask.sum(1) == 64)
-    np.testing.assert_array_equal(masked, 1 - mask)
-    m = mask.reshape(50, 28, 28)
-    assert np.all(m[:, :4] == 0) and np.all(m[:, -4:] == 0) and np.all(m[:, :, :4] == 0) and np.all(m[:, :, -4:] == 0)
-    rows = m.any(2).argmax(1)
-    assert len(np.unique(rows)) > 1  # places differ between images
-    with pytest.raises(ValueError, match="does not fit"):
-        mask_patches(jax.random.PRNGKey(0), x, 25)
-
-
 def test_mean_abs_error():
     a = np.zeros((2, 4))
     b = np.array([[1, 0, 0, 0], [1, 1, 1, 1]])

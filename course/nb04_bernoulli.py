@@ -5,8 +5,12 @@ Small, tested functions the notebook calls so that it holds no model or metric c
   order_by_kl            latent dimensions sorted by their average KL, most used first
   normal_grid            a grid of 2-d codes through the Gaussian's inverse CDF (Kingma & Welling)
   prior_samples          vae_core.evaluate.sample_prior, plus one Bernoulli draw of each mean
-  flip_noise, mask_patches   corrupt images for the denoising section
   mean_abs_error         per-image distance between two image sets
+  denoising_scores       a model's ELBO of clean digits from corrupted inputs, and its pixel errors
+  fit_posterior          the best q(z|x) of a family per image, decoder fixed (the inference gaps)
+  log_weights, elbo_estimate, log_px_estimate   ELBO and log p(x) per image under a given q
+  mean_and_se            a mean over images and its standard error
+  gaussian_decoder_report   ELBO, KL, active units, squared error and sigma of a Gaussian-decoder VAE
   log_likelihood_cached  vae_core.evaluate.log_marginal_likelihood, memoised on disk
   ModelTracker           train_or_load that counts trained vs cached models and records
                          the notebook's cold-cache and cached wall times
@@ -22,21 +26,26 @@ import io
 import itertools
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
+from flax import nnx
+from scipy.special import logsumexp
 from scipy.stats import norm
 
 from vae_core.checkpoint import cache_dir, train_or_load
 from vae_core.config import mode_name
 from vae_core.data import binarize, flip_noise, mask_patches  # noqa: F401  (re-exported for notebook 04)
-from vae_core.evaluate import log_marginal_likelihood, sample_prior
+from vae_core.evaluate import evaluate, log_marginal_likelihood, reconstruct, sample_prior
 from vae_core.exercises import Verdict, attempt, check_close, is_blank
 from vae_core.files import atomic_write
-from vae_core.models import VAE, params_to_arrays
-from vae_core.objectives import bernoulli_log_likelihood, kl_per_dim
+from vae_core.metrics import active_units
+from vae_core.models import VAE, Posterior, n_offdiag, params_to_arrays
+from vae_core.objectives import bernoulli_log_likelihood, kl_per_dim, log_importance_weights
 
 
 # ----------------------------------------------------------------------------- latents
@@ -82,7 +91,7 @@ def prior_samples(model: VAE, key, n: int) -> tuple[np.ndarray, np.ndarray]:
     return means, np.asarray(binarize(k_x, means))
 
 
-# ----------------------------------------------------------------------------- corruption
+# ----------------------------------------------------------------------------- errors
 def mean_abs_error(a, b, mask=None) -> np.ndarray:
     """Mean absolute pixel difference per image between a and b: [n, D] -> [n].
 
@@ -101,6 +110,42 @@ def mean_abs_error(a, b, mask=None) -> np.ndarray:
     count = mask.sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(count > 0, (err * mask).sum(axis=-1) / count, np.nan)
+
+
+def denoising_scores(model: VAE, x_in, clean_bin, clean_grey, key, mask=None) -> dict:
+    """How well a model repairs corrupted inputs x_in: [n, D] whose clean versions are known.
+
+    elbo:   mean one-sample ELBO of the clean binary digits clean_bin [n, D] with the
+            corrupted ones as the encoder's input (``evaluate(..., target=clean_bin)``), nats
+    error:  mean |reconstruction - clean_grey| per image, averaged over images
+    error_in_mask: the same inside the blanked square (mask [n, D]), NaN without a mask
+    recon:  the reconstructions (decoded posterior means) [n, D]
+    """
+    recon = reconstruct(model, x_in)
+    in_mask = float(np.nanmean(mean_abs_error(recon, clean_grey, mask))) if mask is not None else float("nan")
+    return {"elbo": float(evaluate(model, x_in, key, target=clean_bin)["elbo"]),
+            "error": float(mean_abs_error(recon, clean_grey).mean()), "error_in_mask": in_mask, "recon": recon}
+
+
+# ----------------------------------------------------------------------------- Gaussian decoders
+def gaussian_decoder_report(model: VAE, x, key) -> dict:
+    """What a Gaussian-decoder VAE does with grey images x: [n, D] in [0, 1].
+
+    elbo, kl: mean one-sample test ELBO and KL (nats; a density of continuous pixel values,
+              so not comparable with a Bernoulli model's nats)
+    kl_per_dim: [L] mean KL of each latent, largest first
+    active:   active latents (vae_core.metrics.active_units, threshold 0.01)
+    mse:      mean squared error of the reconstructions (decoded posterior means), per pixel
+    sigma_median, sigma_min: the decoder's standard deviation over pixels (fixed or learned)
+    """
+    if model.cfg.likelihood != "gaussian":
+        raise ValueError(f"expected a Gaussian-decoder model, got likelihood={model.cfg.likelihood!r}")
+    ev = evaluate(model, x, key)
+    sigma = np.exp(np.asarray(model.obs_log_std(), np.float64))
+    return {"elbo": float(ev["elbo"]), "kl": float(ev["kl"]), "active": active_units(model, x)[0],
+            "kl_per_dim": np.sort(np.asarray(ev["kl_per_dim"], np.float64))[::-1],
+            "mse": float(np.mean((reconstruct(model, x) - np.asarray(x)) ** 2)),
+            "sigma_median": float(np.median(sigma)), "sigma_min": float(sigma.min())}
 
 
 # ----------------------------------------------------------------------------- caching
@@ -187,6 +232,89 @@ class ModelTracker:
         return {"seconds": seconds, "kind": kind, "trained": len(self.trained), "shipped": len(self.shipped),
                 "loaded": len(self.loaded),
                 "log": dict(entry)}
+
+
+# ----------------------------------------------------------------------------- inference gaps
+def fit_posterior(model: VAE, x, key, *, family: str = "diagonal", steps: int = 2000, n_samples: int = 16,
+                  learning_rate: float = 1e-2, init: Posterior | None = None) -> Posterior:
+    """The best Gaussian q(z|x) of a family for each image, the decoder held fixed.
+
+    Cremer, Li & Duvenaud (2018)'s q*: each image's own mean and covariance factors are
+    optimised by Adam on its one-image ELBO (n_samples reparameterized draws a step), with no
+    encoder in between. x: [n, D] binary; family: 'diagonal' or 'full' (a Cholesky factor);
+    init: the starting Posterior (default: the model's encoder output, off-diagonals 0).
+    Returns a Posterior with [n, L] fields (and offdiag [n, L(L-1)/2] for 'full').
+    """
+    if family not in ("diagonal", "full"):
+        raise ValueError(f"family must be 'diagonal' or 'full', got {family!r}")
+    x = jnp.asarray(x, jnp.float32)
+    start = model.encode(x) if init is None else init
+    offdiag = None
+    if family == "full":
+        offdiag = (start.offdiag if start.offdiag is not None
+                   else jnp.zeros((len(x), n_offdiag(start.mean.shape[-1])), jnp.float32))
+    params = Posterior(start.mean, start.log_diag, offdiag)
+    graphdef, state = nnx.split(model)
+    tx = optax.adam(learning_rate)
+
+    def loss(post, k):  # the images' ELBOs are independent, so their sum gives each its own gradient
+        logw = log_importance_weights(nnx.merge(graphdef, state), x, k, n_samples, post=post)  # [n_samples, n]
+        return -jnp.sum(jnp.mean(logw, axis=0))
+
+    @jax.jit
+    def run(params, key):
+        def step(carry, k):
+            params, opt = carry
+            updates, opt = tx.update(jax.grad(loss)(params, k), opt, params)
+            return (optax.apply_updates(params, updates), opt), None
+
+        (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), jax.random.split(key, steps))
+        return params
+
+    return run(params, key)
+
+
+@partial(jax.jit, static_argnums=(0, 5, 6))
+def _log_weights(graphdef, state, x, post, key, n_chunks, chunk):
+    model = nnx.merge(graphdef, state)
+    return jax.lax.map(lambda k: log_importance_weights(model, x, k, chunk, post=post), jax.random.split(key, n_chunks))
+
+
+def log_weights(model: VAE, x, post: Posterior, key, n: int, chunk: int = 100) -> np.ndarray:
+    """log w_s = log p(x, z_s) - log q(z_s|x) for n draws z_s ~ q, q given (not the encoder's).
+
+    x: [batch, D], post: [batch, L] -> [n, batch]; drawn chunk at a time (n a multiple of chunk).
+    Their mean is the ELBO under q; their log-mean-exp estimates log p(x) with q as proposal.
+    """
+    n, chunk = int(n), min(int(chunk), int(n))
+    if n < 1 or n % chunk:
+        raise ValueError(f"n={n} must be a positive multiple of chunk={chunk}")
+    w = _log_weights(*nnx.split(model), jnp.asarray(x, jnp.float32), post, key, n // chunk, chunk)
+    return np.asarray(w, np.float64).reshape(n, -1)
+
+
+def elbo_estimate(model: VAE, x, post: Posterior, key, n_samples: int = 1000) -> tuple[np.ndarray, np.ndarray]:
+    """Each image's ELBO under a given q (x: [n, D], post: [n, L]) from n_samples draws:
+    (mean [n], Monte Carlo standard error [n]) in nats."""
+    w = log_weights(model, x, post, key, n_samples)
+    return w.mean(0), w.std(0, ddof=1) / np.sqrt(len(w))
+
+
+def log_px_estimate(model: VAE, x, post: Posterior, key, k: int = 5000) -> np.ndarray:
+    """log p(x) per image by importance sampling with a given proposal q: log (1/k) sum_s w_s. -> [n].
+
+    A better proposal (e.g. a fitted full-covariance q*) gives a tighter estimate than the
+    encoder's q for the same k; both are lower bounds in expectation."""
+    w = log_weights(model, x, post, key, k)
+    return logsumexp(w, axis=0) - np.log(len(w))
+
+
+def mean_and_se(values) -> tuple[float, float]:
+    """Mean over images and its standard error: values [n] -> (mean, std / sqrt(n))."""
+    v = np.asarray(values, np.float64)
+    if v.ndim != 1 or len(v) < 2:
+        raise ValueError(f"need a 1-d array of at least 2 values, got shape {v.shape}")
+    return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v)))
 
 
 # ----------------------------------------------------------------------------- exercises
@@ -278,7 +406,6 @@ def check_overfitting_gaps(gaps, dynamic, static) -> Verdict:
 def check_masked_errors(errors, model: VAE, masked, clean_grey, mask) -> Verdict:
     """Exercise "denoising proxy": errors = (whole-image error, error inside the square) of the
     model's reconstructions of the masked digits, each a mean over images of mean_abs_error."""
-    from vae_core.evaluate import reconstruct
 
     hint = ("reconstruct(model, masked), then mean_abs_error(recon, clean_grey).mean() for the whole image and "
             "np.nanmean(mean_abs_error(recon, clean_grey, mask)) inside the square.")
@@ -291,6 +418,7 @@ def check_masked_errors(errors, model: VAE, masked, clean_grey, mask) -> Verdict
     return check_close(errors, expected, rtol=1e-4, atol=1e-5, hint=hint, what="your two errors")
 
 
-__all__ = ["order_by_kl", "normal_grid", "prior_samples", "flip_noise", "mask_patches", "mean_abs_error",
-           "log_likelihood_cached", "ModelTracker", "check_elbo", "subset_average", "check_subset_average",
+__all__ = ["order_by_kl", "normal_grid", "prior_samples", "mean_abs_error", "denoising_scores",
+           "fit_posterior", "log_weights", "elbo_estimate", "log_px_estimate", "mean_and_se",
+           "gaussian_decoder_report", "log_likelihood_cached", "ModelTracker", "check_elbo", "subset_average", "check_subset_average",
            "check_iwae_curve", "train_test_gap", "check_overfitting_gaps", "check_masked_errors"]

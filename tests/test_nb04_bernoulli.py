@@ -1,4 +1,4 @@
-"""Notebook 04's helpers: KL ordering, inverse-CDF grid, prior draws, corruption, caches."""
+"""Notebook 04's helpers: KL ordering, inverse-CDF grid, prior draws, errors, caches."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,10 @@ import pytest
 from scipy.stats import norm
 
 from course import nb04_bernoulli
-from course.nb04_bernoulli import (ModelTracker, flip_noise, log_likelihood_cached, mask_patches, mean_abs_error,
+from course.nb04_bernoulli import (ModelTracker, denoising_scores, elbo_estimate, fit_posterior, log_likelihood_cached,
+                                   gaussian_decoder_report, log_px_estimate, log_weights, mean_abs_error, mean_and_se,
                                    normal_grid, order_by_kl, prior_samples)
+from vae_core.data import mask_patches
 from vae_core.checkpoint import save_checkpoint
 from vae_core.evaluate import log_marginal_likelihood, sample_prior
 from vae_core.models import ModelConfig, build_model, model_from_arrays, params_to_arrays
@@ -289,3 +291,78 @@ def test_check_masked_errors(exercise_context):
     assert not nb04_bernoulli.check_masked_errors((right[0], right[0]), model, masked, clean, mask)
     assert not nb04_bernoulli.check_masked_errors(None, None, masked, clean, mask)
     assert not nb04_bernoulli.check_masked_errors(right[0], model, masked, clean, mask)
+
+
+def test_denoising_scores_match_their_definitions(small, binary_images):
+    from vae_core.data import flip_noise
+    from vae_core.evaluate import evaluate, reconstruct
+
+    key = jax.random.PRNGKey(4)
+    noisy = np.asarray(flip_noise(jax.random.PRNGKey(1), binary_images, 0.1))
+    masked, mask = mask_patches(jax.random.PRNGKey(2), binary_images, 8)
+    grey = binary_images * 0.9
+    s = denoising_scores(small, noisy, binary_images, grey, key)
+    np.testing.assert_allclose(s["recon"], reconstruct(small, noisy))
+    assert np.isclose(s["elbo"], float(evaluate(small, noisy, key, target=binary_images)["elbo"]))
+    assert np.isclose(s["error"], float(mean_abs_error(s["recon"], grey).mean())) and np.isnan(s["error_in_mask"])
+    m = denoising_scores(small, masked, binary_images, grey, key, mask=mask)
+    assert np.isclose(m["error_in_mask"], float(np.nanmean(mean_abs_error(m["recon"], grey, mask))))
+
+
+def test_fit_posterior_raises_each_images_elbo(small, binary_images):
+    key = jax.random.PRNGKey(0)
+    amortized = small.encode(binary_images)
+    before, _ = elbo_estimate(small, binary_images, amortized, key, n_samples=400)
+    diag = fit_posterior(small, binary_images, jax.random.PRNGKey(1), steps=150, n_samples=8, learning_rate=0.05)
+    full = fit_posterior(small, binary_images, jax.random.PRNGKey(1), family="full", steps=150, n_samples=8,
+                         learning_rate=0.05)
+    assert diag.mean.shape == (6, 3) and diag.offdiag is None and full.offdiag.shape == (6, 3)
+    after, se = elbo_estimate(small, binary_images, diag, key, n_samples=400)
+    assert se.shape == (6,) and np.all(se > 0)
+    assert np.all(after > before + 3 * se)  # every image's own q beats the (untrained) encoder's
+    with pytest.raises(ValueError, match="family must be"):
+        fit_posterior(small, binary_images, key, family="flow")
+
+
+def test_mean_and_se():
+    m, se = mean_and_se([1.0, 2.0, 3.0, 4.0])
+    assert m == 2.5 and np.isclose(se, np.std([1, 2, 3, 4], ddof=1) / 2)
+    with pytest.raises(ValueError, match="at least 2 values"):
+        mean_and_se([1.0])
+
+
+def test_log_weights_give_the_elbo_and_log_px_under_a_given_q(small, binary_images):
+    from vae_core.objectives import log_importance_weights
+
+    post, key = small.encode(binary_images), jax.random.PRNGKey(3)
+    w = log_weights(small, binary_images, post, key, 200, chunk=50)
+    assert w.shape == (200, 6)
+    first = np.asarray(log_importance_weights(small, binary_images, jax.random.split(key, 4)[0], 50, post=post))
+    np.testing.assert_allclose(w[:50], first, rtol=1e-5, atol=1e-4)
+    mean, se = elbo_estimate(small, binary_images, post, key, n_samples=200)
+    w = log_weights(small, binary_images, post, key, 200)  # the default chunk, as elbo_estimate draws
+    np.testing.assert_allclose(mean, w.mean(0))
+    np.testing.assert_allclose(se, w.std(0, ddof=1) / np.sqrt(200))
+    lp = log_px_estimate(small, binary_images, post, key, k=200)
+    assert np.all(lp >= mean)  # log-mean-exp >= mean (Jensen), draw by draw
+    ll = np.asarray(log_marginal_likelihood(small, binary_images, jax.random.PRNGKey(9), k=200, k_chunk=100))
+    assert abs(lp.mean() - ll.mean()) < 1.5  # the engine's estimate with the encoder's q, other draws
+    with pytest.raises(ValueError, match="multiple of chunk"):
+        log_weights(small, binary_images, post, key, 150, chunk=100)
+
+
+def test_gaussian_decoder_report(small):
+    from vae_core.models import ModelConfig, build_model
+
+    grey = np.random.default_rng(0).random((20, 784)).astype(np.float32)
+    learned = build_model(ModelConfig(latent_dim=3, hidden=(16,), likelihood="gaussian", obs_std=None), 0)
+    r = gaussian_decoder_report(learned, grey, jax.random.PRNGKey(0))
+    assert set(r) == {"elbo", "kl", "kl_per_dim", "active", "mse", "sigma_median", "sigma_min"}
+    assert r["kl_per_dim"].shape == (3,) and np.all(np.diff(r["kl_per_dim"]) <= 0)
+    assert np.isclose(r["kl_per_dim"].sum(), r["kl"], rtol=1e-4)
+    assert r["sigma_median"] == r["sigma_min"] == 1.0  # learned sigma starts at 1 (log 0)
+    assert 0 <= r["active"] <= 3 and r["mse"] > 0 and np.isfinite(r["elbo"])
+    fixed = build_model(ModelConfig(latent_dim=3, hidden=(16,), likelihood="gaussian", obs_std=0.1), 0)
+    assert np.isclose(gaussian_decoder_report(fixed, grey, jax.random.PRNGKey(0))["sigma_min"], 0.1)
+    with pytest.raises(ValueError, match="Gaussian-decoder"):
+        gaussian_decoder_report(small, grey, jax.random.PRNGKey(0))

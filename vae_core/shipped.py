@@ -91,6 +91,11 @@ PURPOSES = {
     "04_sweep_L50": "latent-size sweep, 50 latents (also the beta = 1 run of the KL study)",
     "04_warmup_L50": "KL warm-up 0 -> 1: active units against beta = 1 from the start",
     "04_beta0_L50": "beta = 0 (a noisy autoencoder): what the KL term buys",
+    "04_denoise_flip": "denoising VAE: inputs with 10 % of pixels flipped, clean targets",
+    "04_denoise_mask": "denoising VAE: inputs with a 10x10 square blanked, clean targets",
+    "04_gauss_sigma1.0": "Gaussian decoder, sigma = 1 (MSE + KL): the KL term wins, latents collapse",
+    "04_gauss_sigma0.1": "Gaussian decoder, sigma = 0.1: reconstruction weighs 100x more",
+    "04_gauss_learned": "Gaussian decoder with a learned sigma per pixel",
     "05_mnist_beta0.5": "beta-VAE on MNIST, beta = 0.5: traversals and KL per latent",
     "05_mnist_beta1": "beta-VAE on MNIST, beta = 1",
     "05_mnist_beta2": "beta-VAE on MNIST, beta = 2",
@@ -234,7 +239,10 @@ def _objective(t: dict, m: dict) -> str:
     if t["objective"] == "capacity":
         return f"capacity C -> {t['capacity_max']:g} nats, gamma = {t['gamma']:g}"
     warm = f", warm-up {t['warmup_epochs']:g} epochs" if t["warmup_epochs"] else ""
-    return f"ELBO, beta = {t['beta']:g}{warm}"
+    level = t.get("corruption_level") or 0
+    noise = {"flip": f"; denoising, {level:.0%} of pixels flipped",
+             "mask": f"; denoising, a {level:g}x{level:g} square blanked"}.get(t.get("corruption"), "")
+    return f"ELBO, beta = {t['beta']:g}{warm}{noise}"
 
 
 def models_table(cards: dict) -> str:

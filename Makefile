@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 UV_VERSION := 0.13.8
 NBVAL := --nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
+# pytest-xdist: one worker per CPU core (at most 4: each holds a JAX runtime); --dist loadscope keeps a
+# test file, and a notebook's cells, in one worker, in order. TEST_WORKERS=0 runs everything in one process.
+PARALLEL := -n $(or $(TEST_WORKERS),auto) --maxprocesses 4 --dist loadscope
 export UV_COMPILE_BYTECODE := 1
 
 .PHONY: help env lab test unit nbtest browser-deps notebooks site student bench accelerator-report lock clean
@@ -44,14 +47,13 @@ $(LAB_SETTINGS): scripts/lab_overrides.json $(STAMP)
 
 # Everything CI runs. VAE_SMOKE=1 shrinks training so the series runs in minutes.
 test: $(STAMP) browser-deps
-	VAE_SMOKE=1 $(BIN)/python -m pytest -q tests
-	VAE_SMOKE=1 $(BIN)/python -m pytest -q $(NBVAL) notebooks
+	VAE_SMOKE=1 $(BIN)/python -m pytest -q $(PARALLEL) --durations=20 $(NBVAL) tests notebooks
 
 unit: $(STAMP)
-	VAE_SMOKE=1 $(BIN)/python -m pytest -q tests -m "not browser"
+	VAE_SMOKE=1 $(BIN)/python -m pytest -q $(PARALLEL) tests -m "not browser"
 
 nbtest: $(STAMP)
-	VAE_SMOKE=1 $(BIN)/python -m pytest -q $(NBVAL) notebooks
+	VAE_SMOKE=1 $(BIN)/python -m pytest -q $(PARALLEL) $(NBVAL) notebooks
 
 # Debian's chromium for the real-browser test (root installs it; otherwise that
 # test skips and says why).

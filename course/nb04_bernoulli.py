@@ -8,7 +8,8 @@ Small, tested functions the notebook calls so that it holds no model or metric c
   mean_abs_error         per-image distance between two image sets
   denoising_scores       a model's ELBO of clean digits from corrupted inputs, and its pixel errors
   fit_posterior          the best q(z|x) of a family per image, decoder fixed (the inference gaps)
-  log_weights, elbo_estimate, log_px_estimate   ELBO and log p(x) per image under a given q
+  log_weights, elbo_estimate   the ELBO per image under a given q (log p(x) under a given q:
+                         vae_core.evaluate.log_marginal_likelihood(..., post=q))
   mean_and_se            a mean over images and its standard error
   gaussian_decoder_report   ELBO, KL, active units, squared error and sigma of a Gaussian-decoder VAE
   log_likelihood_cached  vae_core.evaluate.log_marginal_likelihood, memoised on disk
@@ -300,15 +301,6 @@ def elbo_estimate(model: VAE, x, post: Posterior, key, n_samples: int = 1000) ->
     return w.mean(0), w.std(0, ddof=1) / np.sqrt(len(w))
 
 
-def log_px_estimate(model: VAE, x, post: Posterior, key, k: int = 5000) -> np.ndarray:
-    """log p(x) per image by importance sampling with a given proposal q: log (1/k) sum_s w_s. -> [n].
-
-    A better proposal (e.g. a fitted full-covariance q*) gives a tighter estimate than the
-    encoder's q for the same k; both are lower bounds in expectation."""
-    w = log_weights(model, x, post, key, k)
-    return logsumexp(w, axis=0) - np.log(len(w))
-
-
 def mean_and_se(values) -> tuple[float, float]:
     """Mean over images and its standard error: values [n] -> (mean, std / sqrt(n))."""
     v = np.asarray(values, np.float64)
@@ -419,6 +411,6 @@ def check_masked_errors(errors, model: VAE, masked, clean_grey, mask) -> Verdict
 
 
 __all__ = ["order_by_kl", "normal_grid", "prior_samples", "mean_abs_error", "denoising_scores",
-           "fit_posterior", "log_weights", "elbo_estimate", "log_px_estimate", "mean_and_se",
+           "fit_posterior", "log_weights", "elbo_estimate", "mean_and_se",
            "gaussian_decoder_report", "log_likelihood_cached", "ModelTracker", "check_elbo", "subset_average", "check_subset_average",
            "check_iwae_curve", "train_test_gap", "check_overfitting_gaps", "check_masked_errors"]

@@ -536,3 +536,56 @@ def test_snapshots_bad_inputs(small):
 
     with pytest.raises(ValueError, match="every state must render the same panels"):
         Mixed().snapshots([0, 1])
+
+
+def test_snapshots_match_holds_for_the_grid_drawn_and_fails_for_any_other(small, images):
+    ls = LatentSliders(small)
+    states = [np.zeros(4), np.array([2.0, 0, 0, 0]), np.array([0, -2.0, 1.0, 0.5])]
+    fig = ls.snapshots(states, ncols=2)
+    assert ls.snapshots_match(fig, states)
+    assert not ls.snapshots_match(fig, states[::-1])          # another order
+    assert not ls.snapshots_match(fig, states[:2])            # a panel no state accounts for
+    assert not ls.snapshots_match(fig, states + [np.ones(4)])  # a state with no panel
+    fig.axes[1].get_images()[0].set_data(np.zeros((28, 28)))  # a panel drawn over afterwards
+    assert not ls.snapshots_match(fig, states)
+    # a dict render drawn into a SubFigure, two panels per state
+    from matplotlib.figure import Figure
+
+    pad = LatentPad({"AE": _model(2, seed=1, deterministic=True), "VAE": _model(2, seed=2)},
+                    np.random.default_rng(0).normal(size=(50, 2)), np.zeros(50))
+    left, right = Figure().subfigures(1, 2)
+    zs = [np.array([-1.0, 0.0]), np.array([0.0, 0.5]), np.array([1.0, 0.0])]
+    pad.snapshots(zs, ncols=2, figure=right)
+    assert pad.snapshots_match(right, zs) and not pad.snapshots_match(right, [zs[0], zs[2], zs[1]])
+
+
+def test_snapshots_match_a_rasterised_figure_and_a_render_that_keeps_state():
+    from matplotlib.figure import Figure
+
+    class Drifting(Explorer):
+        """A render whose picture depends on how often it was called: its snapshots go stale."""
+
+        def __init__(self):
+            self.calls = 0
+
+        def render(self, a):
+            self.calls += 1
+            return np.full((4, 4), min(self.calls, 2) / 2, dtype=np.float32)  # 0.5, then 1.0 ever after
+
+    ex = Drifting()
+    fig = ex.snapshots([0.0, 1.0])
+    assert not ex.snapshots_match(fig, [0.0, 1.0])
+
+    class Curve(Explorer):
+        def __init__(self):
+            self.figure = Figure(figsize=(2.0, 1.0))
+            self.ax = self.figure.subplots()
+
+        def render(self, a):
+            self.ax.clear()
+            self.ax.plot([0, 1], [0, a])
+            return {"slope": float(a)}
+
+    c = Curve()
+    fig = c.snapshots([1.0, -1.0], ncols=1)
+    assert c.snapshots_match(fig, [1.0, -1.0]) and not c.snapshots_match(fig, [1.0, 0.5])

@@ -18,7 +18,7 @@ import numpy as np
 from flax import nnx
 
 from .data import check_images
-from .models import VAE, Posterior
+from .models import VAE, Posterior, n_offdiag
 from .objectives import elbo_terms, log_importance_weights
 from .parallel import replicate, shard_batch
 
@@ -80,36 +80,52 @@ def elbo_per_example(model: VAE, x, key, *, beta: float = 1.0, batch_size: int =
 
 
 @partial(jax.jit, static_argnums=(0, 4, 5, 6))
-def _log_marginal(graphdef, params, x, key, k, k_chunk, batch_size):
+def _log_marginal(graphdef, params, x, key, k, k_chunk, batch_size, post=None):
     model = nnx.merge(graphdef, params)
     batches, n = _pad_batches(x, batch_size)
+    posts = jax.tree_util.tree_map(lambda a: _pad_batches(a, batch_size)[0], post)  # None stays None
     n_chunks = k // k_chunk
 
     def one_batch(args):
-        xb, kb = args
+        xb, kb, pb = args
 
-        post = model.encode(xb)  # one encoder pass serves every chunk
+        q = model.encode(xb) if pb is None else pb  # one encoder pass serves every chunk
 
         def add_chunk(acc, kc):  # running logsumexp over chunks of importance samples
-            logw = log_importance_weights(model, xb, kc, k_chunk, post)
+            logw = log_importance_weights(model, xb, kc, k_chunk, q)
             return jnp.logaddexp(acc, jax.nn.logsumexp(logw, axis=0)), None
 
         init = jnp.full(xb.shape[0], -jnp.inf, xb.dtype)
         total, _ = jax.lax.scan(add_chunk, init, jax.random.split(kb, n_chunks))
         return total - jnp.log(k)
 
-    out = jax.lax.map(one_batch, (batches, jax.random.split(key, batches.shape[0])))
+    out = jax.lax.map(one_batch, (batches, jax.random.split(key, batches.shape[0]), posts))
     return out.reshape(-1)[:n]
 
 
+def _check_proposal(post, n: int, latent_dim: int) -> Posterior:
+    if not isinstance(post, Posterior):
+        raise TypeError(f"post must be a vae_core Posterior (mean, log_diag[, offdiag]), got {type(post).__name__}")
+    for name, a in zip(post._fields, post):
+        want = n_offdiag(latent_dim) if name == "offdiag" else latent_dim
+        if a is not None and np.shape(a) != (n, want):
+            raise ValueError(f"post.{name} must have shape [{n}, {want}] (one row per image of x), "
+                             f"got {list(np.shape(a))}")
+    return Posterior(*(None if a is None else jnp.asarray(a, jnp.float32) for a in post))
+
+
 def log_marginal_likelihood(model: VAE, x, key, *, k: int = 5000, k_chunk: int = 500,
-                            batch_size: int = 100, progress: bool = False) -> jax.Array:
+                            batch_size: int = 100, progress: bool = False, post: Posterior | None = None) -> jax.Array:
     """Importance-sampled estimate of the marginal log p(x) per image, L_k with k samples. -> [n].
 
     x: [n, D] binary images (the test set binarized once). k is split into chunks of
     k_chunk samples (k must be a multiple of k_chunk when larger), so memory holds
     batch_size * k_chunk decoder outputs at a time. With progress=True a tqdm bar
     counts the batches of images.
+
+    post: the proposal q(z|x), a Posterior with [n, L] fields (and offdiag [n, L(L-1)/2] for
+    a full covariance), e.g. a q fitted per image; default the model's encoder. Any q gives
+    a lower bound on log p(x) in expectation; a closer one a tighter bound for the same k.
     """
     check_images(x, "x", model.cfg.input_dim)
     if k < 1:
@@ -118,17 +134,20 @@ def log_marginal_likelihood(model: VAE, x, key, *, k: int = 5000, k_chunk: int =
     if k % k_chunk:
         raise ValueError(f"k={k} must be a multiple of k_chunk={k_chunk}")
     x = jnp.asarray(x)
+    if post is not None:
+        post = _check_proposal(post, len(x), model.cfg.latent_dim)
     graphdef, params = _split(model)
     if not progress:
-        return _log_marginal(graphdef, params, x, key, k, k_chunk, min(batch_size, len(x)))
+        return _log_marginal(graphdef, params, x, key, k, k_chunk, min(batch_size, len(x)), post)
     from tqdm.auto import tqdm
 
     step = batch_size * 10
     parts = []
     for i, start in enumerate(tqdm(range(0, len(x), step), desc=f"log p(x), k={k}", unit="block")):
         xs = x[start:start + step]
+        ps = jax.tree_util.tree_map(lambda a: a[start:start + step], post)
         bs = min(batch_size, len(xs))
-        parts.append(_log_marginal(graphdef, params, xs, jax.random.fold_in(key, i), k, k_chunk, bs))
+        parts.append(_log_marginal(graphdef, params, xs, jax.random.fold_in(key, i), k, k_chunk, bs, ps))
     return jnp.concatenate(parts)
 
 

@@ -69,6 +69,8 @@ class Explorer:
 
     ``snapshots(states)``:  a static Figure of several states, drawn from ``render`` (for
                  readers without a kernel); a subclass needs nothing more for it.
+    ``snapshots_match(figure, states)``:  True when that Figure still shows exactly what a
+                 fresh ``render`` of each state gives (the check under a notebook's static grid).
 
     There is no ``__init__`` to call: the unbuilt state is the class attribute
     ``_widget = None``.
@@ -198,6 +200,38 @@ class Explorer:
                 if col == 0 and row_labels:
                     ax.set_ylabel(row_labels[band * k + j], fontsize=8, rotation=0, ha="right", va="center")
         return figure
+
+    def snapshots_match(self, figure, states: Sequence) -> bool:
+        """Whether ``figure`` (drawn by :meth:`snapshots` from ``states``) still shows, for each
+        state in order, exactly the pictures a fresh ``render`` of that state gives now.
+
+        The check a reader without a kernel relies on: the static grid is the widget's picture
+        of those states (a render that depended on the previous state, a grid drawn from other
+        states or in another order, or a panel drawn over afterwards all give False). Panels are
+        compared pixel for pixel (a rasterised figure as its RGBA bytes at 100 dpi). The figure
+        may be a SubFigure, as :meth:`snapshots` accepts. An explorer that redraws its own
+        figure is left at the last state, as after :meth:`snapshots`.
+        """
+        states = list(states)
+        by_cell = {}
+        for ax in figure.axes:
+            spec = ax.get_subplotspec()
+            if spec is None or not ax.get_images():
+                continue
+            by_cell[(spec.rowspan.start, spec.colspan.start)] = ax.get_images()[0].get_array()
+            ncols = spec.get_gridspec().ncols
+        if not by_cell or not states:
+            return False
+        drawn = 0
+        for i, state in enumerate(states):
+            panels = self._snapshot_panels(self.render(*(state if isinstance(state, tuple) else (state,))))
+            band, col = divmod(i, ncols)
+            for j, img in enumerate(panels.values()):
+                shown = by_cell.get((band * len(panels) + j, col))
+                if shown is None or not np.array_equal(np.asarray(shown), img):
+                    return False
+                drawn += 1
+        return drawn == len(by_cell)  # no panel left over that no state accounts for
 
     def _snapshot_panels(self, result) -> dict:
         """{panel name: image} of one render result (see :meth:`snapshots`); '' names a lone panel."""

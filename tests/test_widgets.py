@@ -484,23 +484,26 @@ def test_snapshots_unpack_tuples_take_row_labels_and_draw_into_a_subfigure(image
     np.testing.assert_allclose(right.axes[3].get_images()[0].get_array(), te.render("b", 0, 2.0), atol=1e-6)
 
 
+class _Curve(Explorer):
+    """An explorer that redraws its own 2 x 1 inch figure: a line of slope a."""
+
+    def __init__(self):
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(2.0, 1.0))
+        self.ax = self.figure.subplots()
+
+    def render(self, a):
+        self.ax.clear()
+        self.ax.plot([0, 1], [0, a])
+        return {"slope": float(a)}
+
+    def _snapshot_title(self, args, result):
+        return f"slope {result['slope']:.1f}"
+
+
 def test_snapshots_rasterise_an_explorer_that_draws_a_figure():
-    from matplotlib.figure import Figure
-
-    class Curve(Explorer):
-        def __init__(self):
-            self.figure = Figure(figsize=(2.0, 1.0))
-            self.ax = self.figure.subplots()
-
-        def render(self, a):
-            self.ax.clear()
-            self.ax.plot([0, 1], [0, a])
-            return {"slope": float(a)}
-
-        def _snapshot_title(self, args, result):
-            return f"slope {result['slope']:.1f}"
-
-    fig = Curve().snapshots([1.0, -1.0, 0.5], ncols=3)
+    fig = _Curve().snapshots([1.0, -1.0, 0.5], ncols=3)
     assert len(fig.axes) == 3 and [a.get_title() for a in fig.axes] == ["slope 1.0", "slope -1.0", "slope 0.5"]
     raster = fig.axes[0].get_images()[0].get_array()
     assert raster.shape == (100, 200, 4) and raster.dtype == np.uint8  # 2 x 1 inches at 100 dpi, RGBA
@@ -560,8 +563,6 @@ def test_snapshots_match_holds_for_the_grid_drawn_and_fails_for_any_other(small,
 
 
 def test_snapshots_match_a_rasterised_figure_and_a_render_that_keeps_state():
-    from matplotlib.figure import Figure
-
     class Drifting(Explorer):
         """A render whose picture depends on how often it was called: its snapshots go stale."""
 
@@ -576,16 +577,6 @@ def test_snapshots_match_a_rasterised_figure_and_a_render_that_keeps_state():
     fig = ex.snapshots([0.0, 1.0])
     assert not ex.snapshots_match(fig, [0.0, 1.0])
 
-    class Curve(Explorer):
-        def __init__(self):
-            self.figure = Figure(figsize=(2.0, 1.0))
-            self.ax = self.figure.subplots()
-
-        def render(self, a):
-            self.ax.clear()
-            self.ax.plot([0, 1], [0, a])
-            return {"slope": float(a)}
-
-    c = Curve()
+    c = _Curve()
     fig = c.snapshots([1.0, -1.0], ncols=1)
     assert c.snapshots_match(fig, [1.0, -1.0]) and not c.snapshots_match(fig, [1.0, 0.5])

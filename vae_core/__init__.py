@@ -13,6 +13,7 @@ One module per concern, each readable top to bottom (lowest layer first):
   evaluate    test ELBO, log p(x) by importance sampling, encode / decode / reconstruct
   metrics     active units, MIG, k-NN accuracy, trustworthiness
   train       one jitted lax.scan per epoch, history, NaN checks, per-epoch callback, resume
+  conditional conditional VAE (generation on demand, completion) and M2 (semi-supervised)
   checkpoint  atomic checkpoints, resumable training and the model cache
   plots       image grids, training curves, latent scatters, tables
   widgets     latent explorers (sliders, 2-d pad, interpolation, traversals) on one base class

@@ -1,0 +1,144 @@
+"""vae_core.conditional: the conditional VAE and M2 on small models and toy data."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vae_core.conditional import (ConditionalConfig, build_conditional, classify, conditional_elbo_terms,
+                                  conditional_log_likelihood, decode_mean, expected_bound, label_bounds,
+                                  m2_loss, m2_unlabelled_bound, one_hot, train_conditional, train_m2)
+from vae_core.objectives import bernoulli_log_likelihood
+from vae_core.train import TrainConfig
+
+CVAE = ConditionalConfig(target_dim=16, cond_dim=2, latent_dim=2, hidden=(32,))
+M2 = ConditionalConfig(target_dim=16, cond_dim=2, latent_dim=2, hidden=(32,), n_classes=2, classifier_hidden=(16,))
+
+
+@pytest.fixture(scope="module")
+def toy():
+    """Two classes of 16-pixel images: class 0 lights the first half, class 1 the second."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    x = np.full((400, 16), 0.03, np.float32)
+    x[y == 0, :8] = 0.95
+    x[y == 1, 8:] = 0.95
+    return x, y, (rng.random(x.shape) < x).astype(np.float32)  # grey levels, labels, one binarization
+
+
+def test_config_and_labels_are_checked():
+    with pytest.raises(ValueError, match="latent_dim must be >= 1"):
+        ConditionalConfig(latent_dim=0)
+    with pytest.raises(ValueError, match="cond_dim .* must equal n_classes"):
+        ConditionalConfig(cond_dim=5, n_classes=10)
+    with pytest.raises(ValueError, match="n_classes must be 0"):
+        ConditionalConfig(cond_dim=1, n_classes=1)
+    with pytest.raises(ValueError, match="activation"):
+        ConditionalConfig(activation="gelu")
+    np.testing.assert_array_equal(one_hot(np.array([2, 0]), 3), [[0, 0, 1], [1, 0, 0]])
+    with pytest.raises(ValueError, match="lie in 0..2"):
+        one_hot(np.array([3]), 3)
+    with pytest.raises(ValueError, match="1-d integer"):
+        one_hot(np.array([0.5]), 3)
+
+
+def test_shapes_and_the_one_sample_elbo(toy):
+    _, y, xb = toy
+    m = build_conditional(M2, 0)
+    t, c = jnp.asarray(xb[:5]), jnp.asarray(one_hot(y[:5], 2))
+    post = m.encode(t, c)
+    assert post.mean.shape == post.log_diag.shape == (5, 2) and post.offdiag is None
+    z = jax.random.normal(jax.random.PRNGKey(0), (7, 5, 2))
+    assert m.decoder_output(z, c).shape == (7, 5, 16)  # one condition per image, broadcast over draws
+    assert m.classify(t).shape == (5, 2)
+    terms = conditional_elbo_terms(m, t, c, jax.random.PRNGKey(1))
+    np.testing.assert_allclose(terms["elbo"], terms["rec"] - terms["kl"], rtol=1e-6)
+    assert np.all(np.asarray(terms["kl"]) >= 0) and np.all(np.asarray(terms["rec"]) <= 0)
+    other = conditional_elbo_terms(m, t, 1 - c, jax.random.PRNGKey(1))
+    assert not np.allclose(terms["rec"], other["rec"])  # the condition reaches the decoder
+    with pytest.raises(ValueError, match="no classifier"):
+        build_conditional(CVAE, 0).classify(t)
+
+
+def test_the_expected_bound_is_below_logsumexp_and_reaches_it_at_the_best_classifier():
+    bounds = jax.random.normal(jax.random.PRNGKey(0), (6, 4)) * 5 - 100
+    logits = jax.random.normal(jax.random.PRNGKey(1), (6, 4))
+    q = jax.nn.softmax(logits)
+    manual = jnp.sum(q * bounds, -1) - jnp.sum(q * jnp.log(q), -1)  # E_q[L] + H(q)
+    np.testing.assert_allclose(expected_bound(bounds, logits), manual, rtol=1e-6)
+    lse = jax.nn.logsumexp(bounds, -1)
+    assert np.all(np.asarray(expected_bound(bounds, logits)) < np.asarray(lse))
+    np.testing.assert_allclose(expected_bound(bounds, bounds + 3.0), lse, rtol=1e-6)  # q proportional to exp L
+
+
+def test_m2_bounds_on_a_model(toy):
+    _, y, xb = toy
+    m = build_conditional(M2, 0)
+    x, key = jnp.asarray(xb[:8]), jax.random.PRNGKey(2)
+    L = label_bounds(m, x, key)
+    assert L.shape == (8, 2)
+    # L(x, y) = ELBO(x | y) + log p(y): the label's own draw, the same keys as label_bounds uses
+    k1 = jax.random.split(key, 2)[1]
+    elbo_1 = conditional_elbo_terms(m, x, jnp.tile(jnp.array([[0.0, 1.0]]), (8, 1)), k1)["elbo"]
+    np.testing.assert_allclose(L[:, 1], elbo_1 - jnp.log(2.0), rtol=1e-5)
+    U = m2_unlabelled_bound(m, x, key)
+    assert np.all(np.asarray(U) <= np.asarray(jax.nn.logsumexp(L, -1)) + 1e-4)
+    loss, aux = m2_loss(m, x[:4], jnp.asarray(one_hot(y[:4], 2)), x[4:], key, alpha=10.0)
+    assert np.isfinite(float(loss)) and set(aux) == {"labelled", "unlabelled", "cross_entropy"}
+    with pytest.raises(ValueError, match="needs an M2 model"):
+        label_bounds(build_conditional(CVAE, 0), x, key)
+
+
+def test_conditional_log_likelihood_matches_quadrature_in_one_latent(toy):
+    """With one latent, log p(t | c) = log int p(t | z, c) N(z; 0, 1) dz by quadrature on a fine grid."""
+    _, y, xb = toy
+    cfg = ConditionalConfig(target_dim=16, cond_dim=2, latent_dim=1, hidden=(8,))
+    m = build_conditional(cfg, 3)
+    t, c = xb[:4], one_hot(y[:4], 2)
+    grid = np.linspace(-9, 9, 6001, dtype=np.float32)
+    logits = m.decoder_output(jnp.asarray(grid)[:, None, None] * jnp.ones((1, 4, 1)), jnp.asarray(c))
+    log_joint = np.asarray(bernoulli_log_likelihood(logits, jnp.asarray(t)), np.float64) - 0.5 * grid[:, None] ** 2
+    exact = np.log(np.trapezoid(np.exp(log_joint - log_joint.max(0)), grid, axis=0)) + log_joint.max(0) - 0.5 * np.log(2 * np.pi)
+    est = conditional_log_likelihood(m, t, c, jax.random.PRNGKey(0), k=4000, k_chunk=500, batch_size=3)
+    np.testing.assert_allclose(est, exact, atol=0.05)
+    with pytest.raises(ValueError, match="multiple of k_chunk"):
+        conditional_log_likelihood(m, t, c, jax.random.PRNGKey(0), k=150, k_chunk=100)
+    with pytest.raises(ValueError, match="must be binary"):
+        conditional_log_likelihood(m, t * 0.5, c, jax.random.PRNGKey(0), k=10)
+    with pytest.raises(ValueError, match="one row per example"):
+        conditional_log_likelihood(m, t, c[:3], jax.random.PRNGKey(0), k=10)
+    with pytest.raises(ValueError, match="has 3 pixels"):
+        conditional_log_likelihood(m, t[:, :3], c, jax.random.PRNGKey(0), k=10)
+
+
+def test_train_conditional_draws_the_requested_class(toy):
+    x, y, _ = toy
+    r = train_conditional(build_conditional(CVAE, 1), TrainConfig(epochs=6, batch_size=50, learning_rate=3e-3),
+                          x, one_hot(y, 2), progress=False)
+    loss = r.history["loss"]
+    assert len(loss) == 6 and loss[-1] < loss[0] - 3 and set(r.history) == {"loss", "rec", "kl", "seconds"}
+    means = decode_mean(r.model, np.zeros((2, 2)), one_hot(np.array([0, 1]), 2))  # the prior's centre, each class
+    assert means[0, :8].mean() > means[0, 8:].mean() + 0.2 and means[1, 8:].mean() > means[1, :8].mean() + 0.2
+    with pytest.raises(ValueError, match="larger than the 400"):
+        train_conditional(build_conditional(CVAE, 1), TrainConfig(epochs=1, batch_size=500), x, one_hot(y, 2))
+    with pytest.raises(ValueError, match="must be binary"):  # no binarization: a Bernoulli target must be 0/1
+        train_conditional(build_conditional(CVAE, 1), TrainConfig(epochs=1, binarize=False), x, one_hot(y, 2))
+    with pytest.raises(FloatingPointError, match="diverged in epoch 1"):
+        train_conditional(build_conditional(CVAE, 1), TrainConfig(epochs=1, batch_size=50, learning_rate=1e10),
+                          x, one_hot(y, 2), progress=False)
+
+
+def test_train_m2_learns_the_classes_from_four_labels(toy):
+    x, y, xb = toy
+    labelled = np.concatenate([np.flatnonzero(y == 0)[:2], np.flatnonzero(y == 1)[:2]])
+    r = train_m2(build_conditional(M2, 0), TrainConfig(epochs=5, batch_size=50, learning_rate=3e-3),
+                 x[labelled], y[labelled], x, alpha=10.0, progress=False)
+    h = r.history
+    assert set(h) == {"loss", "labelled", "unlabelled", "cross_entropy", "seconds"}
+    assert h["loss"][-1] < h["loss"][0] and h["cross_entropy"][-1] < h["cross_entropy"][0]
+    assert (classify(r.model, xb, batch_size=150) == y).mean() > 0.95
+    with pytest.raises(ValueError, match="needs an M2 model"):
+        train_m2(build_conditional(CVAE, 0), TrainConfig(epochs=1), x[labelled], y[labelled], x, alpha=1.0)
+    with pytest.raises(ValueError, match="one label per image"):
+        train_m2(build_conditional(M2, 0), TrainConfig(epochs=1), x[labelled], y[labelled][:3], x, alpha=1.0)

@@ -59,6 +59,8 @@ def test_shapes_and_the_one_sample_elbo(toy):
     assert not np.allclose(terms["rec"], other["rec"])  # the condition reaches the decoder
     with pytest.raises(ValueError, match="no classifier"):
         build_conditional(CVAE, 0).classify(t)
+    with pytest.raises(ValueError, match="needs an M2 model"):
+        build_conditional(CVAE, 0).encode_each_label(t)
 
 
 def test_the_expected_bound_is_below_logsumexp_and_reaches_it_at_the_best_classifier():
@@ -78,14 +80,27 @@ def test_m2_bounds_on_a_model(toy):
     x, key = jnp.asarray(xb[:8]), jax.random.PRNGKey(2)
     L = label_bounds(m, x, key)
     assert L.shape == (8, 2)
-    # L(x, y) = ELBO(x | y) + log p(y): the label's own draw, the same keys as label_bounds uses
-    k1 = jax.random.split(key, 2)[1]
-    elbo_1 = conditional_elbo_terms(m, x, jnp.tile(jnp.array([[0.0, 1.0]]), (8, 1)), k1)["elbo"]
-    np.testing.assert_allclose(L[:, 1], elbo_1 - jnp.log(2.0), rtol=1e-5)
+    # q(z | x, y) for all labels in one pass equals one encode per label
+    each = m.encode_each_label(x)
+    for k in range(2):
+        post = m.encode(x, jnp.asarray(one_hot(np.full(8, k), 2)))
+        np.testing.assert_allclose(each.mean[k], post.mean, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(each.log_diag[k], post.log_diag, rtol=1e-5, atol=1e-5)
+    # L(x, y) = ELBO(x | y) + log p(y) at z = mean + sigma eps, eps the draw label_bounds makes
+    eps = jax.random.normal(key, each.mean.shape)
+    c1 = jnp.asarray(one_hot(np.ones(8, int), 2))
+    z1 = each.mean[1] + jnp.exp(0.5 * each.log_diag[1]) * eps[1]
+    rec = bernoulli_log_likelihood(m.decoder_output(z1, c1), x)
+    kl = 0.5 * jnp.sum(jnp.exp(each.log_diag[1]) + each.mean[1] ** 2 - 1 - each.log_diag[1], -1)
+    np.testing.assert_allclose(L[:, 1], rec - kl - jnp.log(2.0), rtol=1e-5)
     U = m2_unlabelled_bound(m, x, key)
     assert np.all(np.asarray(U) <= np.asarray(jax.nn.logsumexp(L, -1)) + 1e-4)
     loss, aux = m2_loss(m, x[:4], jnp.asarray(one_hot(y[:4], 2)), x[4:], key, alpha=10.0)
     assert np.isfinite(float(loss)) and set(aux) == {"labelled", "unlabelled", "cross_entropy"}
+    np.testing.assert_allclose(loss, -aux["labelled"] - aux["unlabelled"] + 10.0 * aux["cross_entropy"], rtol=1e-5)
+    paper, _ = m2_loss(m, x[:4], jnp.asarray(one_hot(y[:4], 2)), x[4:], key, alpha=0.1, labelled_weight=0.002)
+    np.testing.assert_allclose(paper, -0.002 * aux["labelled"] - aux["unlabelled"] + 0.1 * aux["cross_entropy"],
+                               rtol=1e-5)  # the same draws: only the weights differ
     with pytest.raises(ValueError, match="needs an M2 model"):
         label_bounds(build_conditional(CVAE, 0), x, key)
 

@@ -120,6 +120,23 @@ class ConditionalVAE(nnx.Module):
         L = self.cfg.latent_dim
         return Posterior(out[:, :L], out[:, L:])
 
+    def encode_each_label(self, t) -> Posterior:
+        """q(z | t, y) for every label y at once (M2): fields [K, batch, L].
+
+        The first layer's input is (t, one-hot y), so its product with t is computed once and
+        each label only adds its own row of the weights: one pass over the pixels, not K.
+        """
+        K, T, L = self.cfg.n_classes, self.cfg.target_dim, self.cfg.latent_dim
+        if not K:
+            raise ValueError("encode_each_label needs an M2 model (n_classes > 0)")
+        layers = list(self.encoder) + [self.head]
+        first = layers[0]
+        w = first.kernel[...]
+        h = (t @ w[:T] + first.bias[...])[None] + w[T:][:, None, :]       # [K, batch, width]
+        for layer in layers[1:]:
+            h = layer(self.act(h))
+        return Posterior(h[..., :L], h[..., L:])
+
     def decoder_output(self, z, c):
         c = jnp.broadcast_to(c, (*z.shape[:-1], c.shape[-1]))  # one condition per image, any number of draws
         return self.output(self._run(self.decoder, jnp.concatenate([z, c], axis=-1)))
@@ -204,9 +221,11 @@ def label_bounds(model: ConditionalVAE, x, key) -> jax.Array:
     K = model.cfg.n_classes
     if not K:
         raise ValueError("label_bounds needs an M2 model (n_classes > 0)")
-    labels = jnp.eye(K, dtype=x.dtype)
-    per_label = jax.vmap(lambda y, k: conditional_elbo_terms(model, x, jnp.broadcast_to(y, (x.shape[0], K)), k)["elbo"])
-    return per_label(labels, jax.random.split(key, K)).T - jnp.log(K)
+    post = model.encode_each_label(x)                                   # [K, batch, L]
+    z = sample_posterior(key, post)
+    labels = jnp.eye(K, dtype=x.dtype)[:, None, :]                      # [K, 1, K]: label y for every image
+    rec = bernoulli_log_likelihood(model.decoder_output(z, labels), x)  # [K, batch]
+    return (rec - kl_divergence(post)).T - jnp.log(K)
 
 
 def expected_bound(bounds, class_logits) -> jax.Array:
@@ -222,13 +241,16 @@ def m2_unlabelled_bound(model: ConditionalVAE, x, key) -> jax.Array:
     return expected_bound(label_bounds(model, x, key), model.classify(x))
 
 
-def m2_loss(model: ConditionalVAE, x_lab, y_lab, x_unl, key, alpha: float) -> tuple[jax.Array, dict]:
-    """M2's minibatch loss: mean -L(x, y) over the labelled batch, plus mean -U(x) over the
-    unlabelled batch, plus alpha * mean cross-entropy of the classifier on the labelled batch.
+def m2_loss(model: ConditionalVAE, x_lab, y_lab, x_unl, key, alpha: float,
+            labelled_weight: float = 1.0) -> tuple[jax.Array, dict]:
+    """M2's minibatch loss: labelled_weight * mean -L(x, y) over the labelled batch, plus mean
+    -U(x) over the unlabelled batch, plus alpha * mean cross-entropy of the classifier on the
+    labelled batch.
 
-    x_lab: [b_l, T], y_lab: [b_l, K] one-hot, x_unl: [b_u, T]. Kingma et al. weight the
-    classification term by alpha = 0.1 N summed over a data set of N images; per example, as
-    here, the weight sits beside the ELBO's hundred-odd nats, so alpha of tens to hundreds.
+    x_lab: [b_l, T], y_lab: [b_l, K] one-hot, x_unl: [b_u, T]. Kingma et al.'s objective sums
+    over the data set (N_l labelled, N_u unlabelled images, N = N_l + N_u) and weights the
+    cross-entropy by 0.1 N; divided by N_u it is this loss with labelled_weight = N_l / N_u and
+    alpha = 0.1 N / N_u (about 0.1 for 100 labels among 60,000 images).
     Returns (loss, {'labelled': mean L, 'unlabelled': mean U, 'cross_entropy': mean CE}).
     """
     k_lab, k_unl = jax.random.split(key)
@@ -236,7 +258,7 @@ def m2_loss(model: ConditionalVAE, x_lab, y_lab, x_unl, key, alpha: float) -> tu
     U = m2_unlabelled_bound(model, x_unl, k_unl)
     ce = -jnp.sum(y_lab * jax.nn.log_softmax(model.classify(x_lab), axis=-1), axis=-1)
     aux = {"labelled": jnp.mean(L), "unlabelled": jnp.mean(U), "cross_entropy": jnp.mean(ce)}
-    return -jnp.mean(L) - jnp.mean(U) + alpha * jnp.mean(ce), aux
+    return -labelled_weight * jnp.mean(L) - jnp.mean(U) + alpha * jnp.mean(ce), aux
 
 
 def classify(model: ConditionalVAE, x, *, batch_size: int = 1000) -> np.ndarray:
@@ -339,12 +361,13 @@ def train_conditional(model: ConditionalVAE, cfg: TrainConfig, t, c, *, progress
 
 
 def train_m2(model: ConditionalVAE, cfg: TrainConfig, x_lab, y_lab, x_unl, *, alpha: float,
-             progress: bool = True, desc: str = "M2") -> ConditionalResult:
+             labelled_weight: float = 1.0, progress: bool = True, desc: str = "M2") -> ConditionalResult:
     """Train M2 (:func:`m2_loss`) on a few labelled images and many unlabelled ones.
 
     x_lab: [n_l, T] with labels y_lab: [n_l] ints; x_unl: [n_u, T]. An epoch is one pass over
     the unlabelled images, cfg.batch_size a step; each step also draws cfg.batch_size labelled
-    images with replacement (the labelled set is small: Kingma et al. use 100). Dynamic
+    images with replacement (the labelled set is small: Kingma et al. use 100); alpha and
+    labelled_weight weight the loss as in :func:`m2_loss`. Dynamic
     binarization as in :func:`train_conditional`. history: 'loss', 'labelled', 'unlabelled',
     'cross_entropy', 'seconds' per epoch.
     """
@@ -364,7 +387,7 @@ def train_m2(model: ConditionalVAE, cfg: TrainConfig, x_lab, y_lab, x_unl, *, al
         k_pick, k_u, k_l, k_loss = jax.random.split(key, 4)
         lab = jax.random.randint(k_pick, (cfg.batch_size,), 0, x_l.shape[0])
         return m2_loss(m, _binary(k_l, x_l[lab], cfg.binarize), y_l[lab], _binary(k_u, x_u[idx], cfg.binarize),
-                       k_loss, alpha)
+                       k_loss, alpha, labelled_weight)
 
     return _fit(model, cfg, data, len(x_unl), batch_loss, desc, progress)
 

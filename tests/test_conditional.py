@@ -6,9 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vae_core.conditional import (ConditionalConfig, build_conditional, classify, conditional_elbo_terms,
-                                  conditional_log_likelihood, decode_mean, expected_bound, label_bounds,
-                                  m2_loss, m2_unlabelled_bound, one_hot, train_conditional, train_m2)
+from flax import nnx
+
+from vae_core.conditional import (CompletionNet, ConditionalConfig, build_conditional, classify,
+                                  completion_log_likelihood, conditional_elbo_terms, conditional_log_likelihood,
+                                  decode_mean, expected_bound, join_images, label_bounds, m2_loss,
+                                  m2_unlabelled_bound, observed_mask, one_hot, split_images, train_completion_net,
+                                  train_conditional, train_m2)
 from vae_core.objectives import bernoulli_log_likelihood
 from vae_core.train import TrainConfig
 
@@ -157,3 +161,39 @@ def test_train_m2_learns_the_classes_from_four_labels(toy):
         train_m2(build_conditional(CVAE, 0), TrainConfig(epochs=1), x[labelled], y[labelled], x, alpha=1.0)
     with pytest.raises(ValueError, match="one label per image"):
         train_m2(build_conditional(M2, 0), TrainConfig(epochs=1), x[labelled], y[labelled][:3], x, alpha=1.0)
+
+
+def test_image_parts_split_and_join():
+    top, left, quad = (observed_mask(p) for p in ("top", "left", "quadrant"))
+    assert top.shape == (784,) and top.sum() == 392 and top[:392].all() and not top[392:].any()
+    assert left.reshape(28, 28)[:, :14].all() and left.sum() == 392 and quad.sum() == 196
+    assert quad.reshape(28, 28)[:14, :14].all()
+    x = np.random.default_rng(0).random((3, 784)).astype(np.float32)
+    seen, hidden = split_images(x, quad)
+    assert seen.shape == (3, 196) and hidden.shape == (3, 588)
+    np.testing.assert_array_equal(join_images(seen, hidden, quad), x)
+    with pytest.raises(ValueError, match="part must be one of"):
+        observed_mask("bottom")
+    with pytest.raises(ValueError, match="must be \\[n, 784\\]"):
+        split_images(x[:, :100], quad)
+    with pytest.raises(ValueError, match=r"missing \[n, 588\] pixels expected"):
+        join_images(seen, hidden[:, :10], quad)
+
+
+def test_the_regression_completes_the_toy_images(toy):
+    x, _, xb = toy
+    mask = np.arange(16) < 8
+    cfg = ConditionalConfig(target_dim=8, cond_dim=8, latent_dim=1, hidden=(16,))
+    seen, hidden = split_images(x, mask)
+    net = CompletionNet(cfg, rngs=nnx.Rngs(params=0))
+    r = train_completion_net(net, TrainConfig(epochs=5, batch_size=50, learning_rate=1e-2), hidden, seen,
+                             progress=False)
+    assert r.history["loss"][-1] < r.history["loss"][0] - 1 and set(r.history) == {"loss", "seconds"}
+    seen_b, hidden_b = split_images(xb, mask)
+    ll = completion_log_likelihood(r.model, hidden_b, seen_b)
+    manual = np.asarray(bernoulli_log_likelihood(r.model(jnp.asarray(seen_b)), jnp.asarray(hidden_b)))
+    np.testing.assert_allclose(ll, manual, rtol=1e-6)
+    lit = np.asarray(jax.nn.sigmoid(r.model(jnp.asarray([[1.0] * 8, [0.0] * 8]))))
+    assert lit[0].mean() < 0.3 < 0.7 < lit[1].mean()  # first half lit -> second half dark, and the reverse
+    with pytest.raises(ValueError, match="one row per example"):
+        completion_log_likelihood(r.model, hidden_b, seen_b[:5])

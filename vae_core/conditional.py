@@ -22,6 +22,11 @@ One model class, :class:`ConditionalVAE`, with a Bernoulli decoder and a N(0, I)
   learns directly from the labelled images: :func:`m2_loss` adds alpha times their
   cross-entropy.
 
+For completion, :func:`observed_mask` / :func:`split_images` / :func:`join_images` cut an image
+into the part that is seen and the part to draw, and :class:`CompletionNet` is the
+deterministic regression to compare with: one answer per input, where the conditional VAE
+draws many.
+
 Every function takes explicit PRNG keys and works under ``jax.jit``. :func:`train_conditional`
 and :func:`train_m2` run one jitted ``lax.scan`` per epoch with Adam
 (:func:`vae_core.train.make_optimizer`, so a :class:`vae_core.train.TrainConfig` sets epochs,
@@ -165,6 +170,48 @@ def one_hot(labels, n_classes: int) -> np.ndarray:
     return np.eye(n_classes, dtype=np.float32)[labels]
 
 
+PARTS = ("top", "left", "quadrant")
+
+
+def observed_mask(part: str, image_shape=(28, 28)) -> np.ndarray:
+    """Which pixels a completion task shows: a boolean [H * W] mask, True where observed.
+
+    part: 'top' (the top half is seen, the bottom half is to complete), 'left' (the left
+    half), or 'quadrant' (the top-left quarter is seen, the other three are to complete:
+    Sohn et al. 2015's MNIST quadrant task shows one quadrant).
+    """
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    h, w = image_shape
+    seen = np.zeros((h, w), bool)
+    if part == "top":
+        seen[: h // 2] = True
+    elif part == "left":
+        seen[:, : w // 2] = True
+    else:
+        seen[: h // 2, : w // 2] = True
+    return seen.reshape(-1)
+
+
+def split_images(x, mask) -> tuple[np.ndarray, np.ndarray]:
+    """Images x: [n, D] -> (observed pixels [n, O], missing pixels [n, D - O]) for a mask [D]."""
+    x, mask = np.asarray(x), np.asarray(mask, bool)
+    if x.ndim != 2 or x.shape[1] != mask.size:
+        raise ValueError(f"x must be [n, {mask.size}] to split with this mask, got shape {x.shape}")
+    return x[:, mask], x[:, ~mask]
+
+
+def join_images(observed, missing, mask) -> np.ndarray:
+    """The inverse of :func:`split_images`: [n, O] and [n, D - O] back into images [n, D]."""
+    observed, missing, mask = np.asarray(observed), np.asarray(missing), np.asarray(mask, bool)
+    if observed.shape[-1] != mask.sum() or missing.shape[-1] != (~mask).sum() or len(observed) != len(missing):
+        raise ValueError(f"observed [n, {mask.sum()}] and missing [n, {(~mask).sum()}] pixels expected, got "
+                         f"{observed.shape} and {missing.shape}")
+    out = np.empty((len(observed), mask.size), np.result_type(observed, missing))
+    out[:, mask], out[:, ~mask] = observed, missing
+    return out
+
+
 # ----------------------------------------------------------------------------- bounds
 def conditional_elbo_terms(model: ConditionalVAE, t, c, key) -> dict:
     """One-sample ELBO(t | c) and its parts, per example. t: [batch, T], c: [batch, C].
@@ -272,6 +319,45 @@ def classify(model: ConditionalVAE, x, *, batch_size: int = 1000) -> np.ndarray:
 def decode_mean(model: ConditionalVAE, z, c) -> np.ndarray:
     """Bernoulli means p(t = 1 | z, c) for codes z: [n, L] under conditions c: [n, C] -> [n, T]."""
     return np.asarray(jax.nn.sigmoid(model.decoder_output(jnp.asarray(z, jnp.float32), jnp.asarray(c, jnp.float32))))
+
+
+# ----------------------------------------------------------------------------- a deterministic baseline
+class CompletionNet(nnx.Module):
+    """The regression a conditional VAE is compared with: an MLP from the condition c [batch, C]
+    straight to Bernoulli logits of the target [batch, T], no latent variable. Trained on
+    cross-entropy it predicts the mean of p(t | c): one answer per input, a blur where the
+    completions disagree. The hidden widths are a ConditionalConfig's ``hidden``."""
+
+    def __init__(self, cfg: ConditionalConfig, *, rngs: nnx.Rngs):
+        self.cfg = cfg
+        self.act = ACTIVATIONS[cfg.activation]
+        self.layers = _mlp([cfg.cond_dim, *cfg.hidden, cfg.target_dim], rngs)
+
+    def __call__(self, c):
+        h = c
+        for layer in self.layers[:-1]:
+            h = self.act(layer(h))
+        return self.layers[-1](h)
+
+
+def completion_log_likelihood(net: CompletionNet, t, c) -> np.ndarray:
+    """log p(t | c) under the regression's Bernoulli means, exact (no latent to sample). -> [n] nats."""
+    t, c = _check_pair(net, t, c, binary=True)
+    return np.asarray(bernoulli_log_likelihood(net(c), t), np.float64)
+
+
+def train_completion_net(net: CompletionNet, cfg: TrainConfig, t, c, *, progress: bool = True,
+                         desc: str = "regression") -> ConditionalResult:
+    """Train the regression on pairs (t, c) by cross-entropy, with the same batches, optimiser and
+    dynamic binarization as :func:`train_conditional`. history: 'loss' (mean -log p(t | c)), 'seconds'."""
+    t, c = _check_pair(net, t, c, binary=not cfg.binarize)
+
+    def batch_loss(m, data, idx, key):
+        k_t, k_c = jax.random.split(key)
+        tb, cb = _binary(k_t, data[0][idx], cfg.binarize), _binary(k_c, data[1][idx], cfg.binarize)
+        return -jnp.mean(bernoulli_log_likelihood(m(cb), tb)), {}
+
+    return _fit(net, cfg, (t, c), len(t), batch_loss, desc, progress)
 
 
 # ----------------------------------------------------------------------------- training
@@ -392,6 +478,8 @@ def train_m2(model: ConditionalVAE, cfg: TrainConfig, x_lab, y_lab, x_unl, *, al
     return _fit(model, cfg, data, len(x_unl), batch_loss, desc, progress)
 
 
-__all__ = ["ConditionalConfig", "ConditionalVAE", "build_conditional", "one_hot", "conditional_elbo_terms",
+__all__ = ["ConditionalConfig", "ConditionalVAE", "build_conditional", "one_hot", "PARTS", "observed_mask",
+           "split_images", "join_images", "conditional_elbo_terms", "CompletionNet", "completion_log_likelihood",
+           "train_completion_net",
            "conditional_log_likelihood", "label_bounds", "expected_bound", "m2_unlabelled_bound", "m2_loss",
            "classify", "decode_mean", "ConditionalResult", "train_conditional", "train_m2"]

@@ -155,6 +155,11 @@ def test_train_m2_learns_the_classes_from_four_labels(toy):
                  x[labelled], y[labelled], x, alpha=10.0, progress=False)
     h = r.history
     assert set(h) == {"loss", "labelled", "unlabelled", "cross_entropy", "seconds"}
+    seen = []
+    stopped = train_m2(build_conditional(M2, 0), TrainConfig(epochs=5, batch_size=50, learning_rate=3e-3),
+                       x[labelled], y[labelled], x, alpha=10.0, progress=False,
+                       callback=lambda epoch, model: seen.append((epoch, classify(model, xb[:10]).shape)) or epoch == 2)
+    assert seen == [(1, (10,)), (2, (10,))] and len(stopped.history["loss"]) == 2  # True after epoch 2 stops
     assert h["loss"][-1] < h["loss"][0] and h["cross_entropy"][-1] < h["cross_entropy"][0]
     assert (classify(r.model, xb, batch_size=150) == y).mean() > 0.95
     with pytest.raises(ValueError, match="needs an M2 model"):

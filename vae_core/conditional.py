@@ -377,9 +377,11 @@ def _check_pair(model, t, c, *, binary: bool):
     return jnp.asarray(t, jnp.float32), jnp.asarray(c, jnp.float32)
 
 
-def _fit(model, cfg: TrainConfig, data: tuple, n: int, batch_loss, desc: str, progress: bool) -> ConditionalResult:
+def _fit(model, cfg: TrainConfig, data: tuple, n: int, batch_loss, desc: str, progress: bool,
+         callback=None) -> ConditionalResult:
     """Adam on batch_loss(model, data, idx [batch], key) -> (loss, aux): each epoch one jitted scan
-    over a fresh permutation of the n examples, cfg.batch_size of them a step."""
+    over a fresh permutation of the n examples, cfg.batch_size of them a step. callback(epoch,
+    model) runs after each epoch; returning True stops training there."""
     steps = n // cfg.batch_size
     if steps < 1:
         raise ValueError(f"batch_size={cfg.batch_size} is larger than the {n} training examples")
@@ -417,6 +419,8 @@ def _fit(model, cfg: TrainConfig, data: tuple, n: int, batch_loss, desc: str, pr
         for name, v in values.items():
             history.setdefault(name, []).append(float(v.mean()))
         history["seconds"].append(time.perf_counter() - start)
+        if callback is not None and callback(epoch, nnx.merge(graphdef, params)):
+            break
     return ConditionalResult(nnx.merge(graphdef, params), history)
 
 
@@ -425,7 +429,7 @@ def _binary(key, x, on: bool):
 
 
 def train_conditional(model: ConditionalVAE, cfg: TrainConfig, t, c, *, progress: bool = True,
-                      desc: str = "conditional VAE") -> ConditionalResult:
+                      desc: str = "conditional VAE", callback=None) -> ConditionalResult:
     """Train a conditional VAE on pairs (t [n, T], c [n, C]) by maximising ELBO(t | c).
 
     With cfg.binarize each minibatch's t and c are drawn afresh as Bernoulli(grey level), so a
@@ -443,11 +447,12 @@ def train_conditional(model: ConditionalVAE, cfg: TrainConfig, t, c, *, progress
         terms = conditional_elbo_terms(m, tb, cb, k_elbo)
         return -jnp.mean(terms["elbo"]), {"rec": jnp.mean(terms["rec"]), "kl": jnp.mean(terms["kl"])}
 
-    return _fit(model, cfg, (t, c), len(t), batch_loss, desc, progress)
+    return _fit(model, cfg, (t, c), len(t), batch_loss, desc, progress, callback)
 
 
 def train_m2(model: ConditionalVAE, cfg: TrainConfig, x_lab, y_lab, x_unl, *, alpha: float,
-             labelled_weight: float = 1.0, progress: bool = True, desc: str = "M2") -> ConditionalResult:
+             labelled_weight: float = 1.0, progress: bool = True, desc: str = "M2",
+             callback=None) -> ConditionalResult:
     """Train M2 (:func:`m2_loss`) on a few labelled images and many unlabelled ones.
 
     x_lab: [n_l, T] with labels y_lab: [n_l] ints; x_unl: [n_u, T]. An epoch is one pass over
@@ -455,7 +460,7 @@ def train_m2(model: ConditionalVAE, cfg: TrainConfig, x_lab, y_lab, x_unl, *, al
     images with replacement (the labelled set is small: Kingma et al. use 100); alpha and
     labelled_weight weight the loss as in :func:`m2_loss`. Dynamic
     binarization as in :func:`train_conditional`. history: 'loss', 'labelled', 'unlabelled',
-    'cross_entropy', 'seconds' per epoch.
+    'cross_entropy', 'seconds' per epoch; callback as in :func:`train_conditional`.
     """
     K = model.cfg.n_classes
     if not K:
@@ -475,7 +480,7 @@ def train_m2(model: ConditionalVAE, cfg: TrainConfig, x_lab, y_lab, x_unl, *, al
         return m2_loss(m, _binary(k_l, x_l[lab], cfg.binarize), y_l[lab], _binary(k_u, x_u[idx], cfg.binarize),
                        k_loss, alpha, labelled_weight)
 
-    return _fit(model, cfg, data, len(x_unl), batch_loss, desc, progress)
+    return _fit(model, cfg, data, len(x_unl), batch_loss, desc, progress, callback)
 
 
 __all__ = ["ConditionalConfig", "ConditionalVAE", "build_conditional", "one_hot", "PARTS", "observed_mask",

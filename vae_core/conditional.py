@@ -436,6 +436,7 @@ def train_conditional(model: ConditionalVAE, cfg: TrainConfig, t, c, *, progress
     one-hot c stays as it is and the two halves of one image are binarized like the whole
     image. cfg gives epochs, batch_size, the Adam settings and seed (its objective, beta and
     corruption do not apply). history: 'loss' (mean -ELBO), 'rec', 'kl', 'seconds' per epoch.
+    callback(epoch, model) runs after each epoch (e.g. to evaluate); returning True stops there.
     Raises ValueError for shapes or values that do not fit the model, FloatingPointError
     naming the epoch and step if the loss becomes NaN.
     """

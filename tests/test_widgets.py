@@ -580,3 +580,50 @@ def test_snapshots_match_a_rasterised_figure_and_a_render_that_keeps_state():
     c = _Curve()
     fig = c.snapshots([1.0, -1.0], ncols=1)
     assert c.snapshots_match(fig, [1.0, -1.0]) and not c.snapshots_match(fig, [1.0, 0.5])
+
+
+# ---------------------------------------------------------------------------- conditional sliders
+def test_conditional_sliders_draw_one_style_as_every_label():
+    from vae_core.conditional import ConditionalConfig, build_conditional
+    from vae_core.widgets import ConditionalSliders
+
+    cvae = build_conditional(ConditionalConfig(target_dim=16, cond_dim=3, latent_dim=2, hidden=(8,)), 0)
+    cs = ConditionalSliders(cvae, image_shape=(4, 4), labels=["a", "b", "c"])
+    z = np.array([0.5, -1.0], np.float32)
+    img = cs.render(1, z)
+    assert img.shape == (4, 4) and 0 <= img.min() and img.max() <= 1
+    every = cs.render_all(z)
+    assert every.shape == (3, 4, 4)
+    for k in range(3):
+        np.testing.assert_allclose(every[k], cs.render(k, z), atol=1e-6)
+    assert not np.allclose(every[0], every[2])  # the label reaches the decoder
+    # the widget: the label buttons and the sliders redraw the image; set_state moves both
+    w = cs.widget
+    assert w is cs.widget and len(cs.sliders) == 2 and cs.buttons.options == (("a", 0), ("b", 1), ("c", 2))
+    before = cs.image.value
+    cs.buttons.value = 2
+    assert cs.label == 2 and cs.image.value != before and cs.image.value == to_png(cs.render(2, np.zeros(2)))
+    cs.sliders[1].value = -1.0
+    np.testing.assert_allclose(cs.values, [0.0, -1.0])
+    cs.set_state(0, [9.0, 0.25])  # clipped to the slider range
+    assert cs.buttons.value == 0 and cs.sliders[0].value == 3.0 and cs.image.value == to_png(cs.render(0, [3.0, 0.25]))
+    x = (np.arange(16) % 2).astype(np.float32)
+    style = cs.set_from_image(x, 1)
+    np.testing.assert_allclose(style, np.clip(cvae.encode(x[None], np.eye(3, dtype=np.float32)[[1]]).mean[0], -3, 3),
+                               atol=1e-6)
+    started = ConditionalSliders(cvae, image_shape=(4, 4), x_start=x, y_start=2, max_sliders=1)
+    assert started.label == 2 and len(started.sliders) == 1
+    # the static view: one panel per (label, code), titled by the label
+    states = [(k, z) for k in range(3)]
+    fig = cs.snapshots(states)
+    assert [a.get_title() for a in fig.axes] == ["a", "b", "c"] and cs.snapshots_match(fig, states)
+    with pytest.raises(ValueError, match="label must be in 0..2"):
+        cs.render(3, z)
+    with pytest.raises(ValueError, match="expected 2 finite latent values"):
+        cs.render(0, [1.0])
+    with pytest.raises(ValueError, match="has 9 pixels"):
+        ConditionalSliders(cvae, image_shape=(3, 3))
+    with pytest.raises(ValueError, match="must name the model's 3"):
+        ConditionalSliders(cvae, image_shape=(4, 4), labels=["a"])
+    with pytest.raises(ValueError, match="must be a vae_core.conditional.ConditionalVAE"):
+        ConditionalSliders(_model(2), image_shape=(28, 28))

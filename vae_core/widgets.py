@@ -24,6 +24,7 @@ Explorers (each takes a vae_core ``VAE``, or a dict {name: VAE}):
 ``LatentPad``         click / drag on a scatter of 2-d codes; several models side by side.
 ``Interpolator``      slide t in [0, 1] between the codes of two images.
 ``TraversalExplorer`` pick a model, a latent dimension and its value.
+``ConditionalSliders`` a conditional VAE: pick the label, slide the style code z.
 
 Images are shown ink-dark on white (``invert=True``, like the ``gray_r`` colour map
 that :mod:`vae_core.plots` uses) and upscaled by nearest neighbour to about
@@ -51,8 +52,8 @@ from .models import VAE, ModelConfig
 
 DISPLAY_PX = 168
 
-__all__ = ["Explorer", "to_png", "upscale", "decode_images", "LatentSliders", "LatentPad", "Interpolator",
-           "TraversalExplorer", "DISPLAY_PX"]
+__all__ = ["Explorer", "to_png", "upscale", "decode_images", "LatentSliders", "ConditionalSliders", "LatentPad",
+           "Interpolator", "TraversalExplorer", "DISPLAY_PX"]
 
 
 # ----------------------------------------------------------------------------- base class
@@ -562,6 +563,189 @@ class LatentSliders(Explorer):
         finally:
             self._hold = False
         self._image.value = self.render_png(self._z)
+
+
+# ----------------------------------------------------------------------------- conditional sliders
+def _widget_part(attr: str, doc: str) -> property:
+    """A property that builds the explorer's widget on first access, then returns one of its parts."""
+
+    def get(self):
+        self.widget
+        return getattr(self, attr)
+
+    return property(get, doc=doc)
+
+
+class ConditionalSliders(Explorer):
+    """A conditional VAE's decoder under a label selector and one slider per latent: one style
+    code z drawn as any of the labels (:class:`vae_core.conditional.ConditionalVAE` whose
+    condition is a one-hot label, e.g. the ten digits).
+
+    model:        a ConditionalVAE (cond_dim = the number of labels; target_dim = H * W).
+    image_shape:  (H, W) of the decoded target (default 28 x 28).
+    labels:       the names of the labels on the buttons (default '0', '1', ...).
+    value_range:  (low, high) of every slider; max_sliders shows only the first latents.
+    x_start, y_start: optional image [H * W] and its label; the sliders start at the
+                  posterior mean of q(z | x_start, y_start), the image's style.
+
+    ``render(label, values [L]) -> image [H, W]``; ``render_all(values) -> images [K, H, W]``
+    (one style as every label); ``set_from_image(x, y)``; ``.widget``, ``.buttons``
+    (ToggleButtons of the label), ``.sliders`` ({dim: FloatSlider}), ``.image``.
+    """
+
+    def __init__(self, model, image_shape=(28, 28), labels=None, value_range=(-3.0, 3.0), *, x_start=None,
+                 y_start=None, max_sliders: int | None = None, key: jax.Array | None = None,
+                 display_px: int = DISPLAY_PX, invert: bool = True, step: float = 0.05):
+        from flax import nnx
+
+        from .conditional import ConditionalVAE
+
+        if not isinstance(model, ConditionalVAE):
+            raise ValueError(f"model must be a vae_core.conditional.ConditionalVAE, got {type(model).__name__}")
+        cfg = model.cfg
+        self.image_shape = tuple(int(s) for s in image_shape)
+        if math.prod(self.image_shape) != cfg.target_dim:
+            raise ValueError(f"image_shape {self.image_shape} has {math.prod(self.image_shape)} pixels; the "
+                             f"model draws {cfg.target_dim}")
+        self.n_labels, self.latent_dim = cfg.cond_dim, cfg.latent_dim
+        self.labels = [str(i) for i in range(self.n_labels)] if labels is None else [str(n) for n in labels]
+        if len(self.labels) != self.n_labels:
+            raise ValueError(f"labels must name the model's {self.n_labels} conditions, got {len(self.labels)}")
+        lo, hi = (float(v) for v in value_range)
+        if not lo < hi:
+            raise ValueError(f"value_range must be (low, high) with low < high, got {value_range}")
+        self.value_range = (lo, hi)
+        n = self.latent_dim if max_sliders is None else int(max_sliders)
+        if not 1 <= n <= self.latent_dim:
+            raise ValueError(f"max_sliders must be in 1..{self.latent_dim}, got {max_sliders}")
+        self.order = list(range(n))
+        self.model, self.display_px, self.invert, self.step = model, display_px, invert, float(step)
+        graphdef, params = nnx.split(model)
+        params = jax.tree_util.tree_map(jax.numpy.copy, params)  # the parameters as they are now
+        eye = np.eye(self.n_labels, dtype=np.float32)
+        decode = jax.jit(lambda z, c: jax.nn.sigmoid(nnx.merge(graphdef, params).decoder_output(z, c)))
+        self._decode = lambda z, labels: np.asarray(decode(np.asarray(z, np.float32), eye[labels]))
+        self._key = jax.random.key(0) if key is None else key
+        self._z, self._label, self._hold = np.zeros(self.latent_dim, np.float32), 0, False
+        if x_start is not None:
+            self._z = self._style(x_start, 0 if y_start is None else y_start)
+            self._label = self._check_label(0 if y_start is None else y_start)
+        self.render(self._label, self._z)  # compiles the decoder now, not on the first event
+
+    # -- plain functions ------------------------------------------------------
+    def _check_label(self, label) -> int:
+        label = int(label)
+        if not 0 <= label < self.n_labels:
+            raise ValueError(f"label must be in 0..{self.n_labels - 1}, got {label}")
+        return label
+
+    def _check_values(self, values) -> np.ndarray:
+        z = np.asarray(values, np.float32)
+        if z.shape != (self.latent_dim,) or not np.all(np.isfinite(z)):
+            raise ValueError(f"expected {self.latent_dim} finite latent values (shape [{self.latent_dim}]), "
+                             f"got shape {z.shape}")
+        return z
+
+    def _style(self, x, y) -> np.ndarray:
+        x = np.asarray(x, np.float32).reshape(1, -1)
+        check_images(x, "x", self.model.cfg.target_dim)
+        c = np.eye(self.n_labels, dtype=np.float32)[[self._check_label(y)]]
+        z = np.asarray(self.model.encode(jax.numpy.asarray(x), jax.numpy.asarray(c)).mean[0])
+        return np.clip(z, *self.value_range).astype(np.float32)
+
+    def render(self, label, values) -> np.ndarray:
+        """Decode the code values [L] under one label -> image [H, W] in [0, 1]."""
+        z = self._check_values(values)[None]
+        return self._decode(z, [self._check_label(label)])[0].reshape(self.image_shape)
+
+    def render_all(self, values) -> np.ndarray:
+        """The same code values [L] under every label -> images [K, H, W] (style transfer)."""
+        z = np.repeat(self._check_values(values)[None], self.n_labels, axis=0)
+        return self._decode(z, list(range(self.n_labels))).reshape(self.n_labels, *self.image_shape)
+
+    def _snapshot_title(self, args, result) -> str:
+        return self.labels[int(args[0])]
+
+    @property
+    def values(self) -> np.ndarray:
+        """The current code [L] (a copy)."""
+        return self._z.copy()
+
+    @property
+    def label(self) -> int:
+        return self._label
+
+    def set_state(self, label, values) -> None:
+        """Show values [L] (clipped to value_range) under label, refreshing the widget once."""
+        self._label = self._check_label(label)
+        self._z = np.clip(self._check_values(values), *self.value_range)
+        self._sync_widget()
+
+    def set_from_image(self, x, y) -> np.ndarray:
+        """Put the sliders at the style of image x [H * W] with label y; returns that code [L]."""
+        self.set_state(self._label, self._style(x, y))
+        return self.values
+
+    # -- widget -----------------------------------------------------------------
+    buttons = _widget_part("_buttons", "The ToggleButtons of the label (builds the widget).")
+    sliders = _widget_part("_sliders", "{latent index: FloatSlider} (builds the widget).")
+    image = _widget_part("_image", "The ipywidgets.Image of the decoded code (builds the widget).")
+
+    def _png(self) -> bytes:
+        return to_png(self.render(self._label, self._z), display_px=self.display_px, invert=self.invert)
+
+    def _build(self):
+        import ipywidgets as W
+
+        lo, hi = self.value_range
+        self._buttons = W.ToggleButtons(options=[(n, i) for i, n in enumerate(self.labels)], value=self._label,
+                                        style={"button_width": "32px"}, tooltips=[f"draw as {n}" for n in self.labels])
+        self._buttons.observe(self._on_label, names="value")
+        self._sliders = {}
+        for d in self.order:
+            s = W.FloatSlider(value=float(self._z[d]), min=lo, max=hi, step=self.step, description=f"z{d}",
+                              continuous_update=True, readout_format=".2f", style={"description_width": "36px"},
+                              layout=W.Layout(width="300px"))
+            s.observe(self._on_slider, names="value")
+            s.add_class("vae-latent-slider")
+            self._sliders[d] = s
+        self._image = _image_widget(self.display_px, self.image_shape)
+        self._image.value = self._png()
+        sample = W.Button(description="sample z", tooltip="draw z ~ N(0, I) (clipped to the slider range)",
+                          layout=W.Layout(width="96px"))
+        sample.on_click(lambda _: self._sample())
+        box = W.VBox(list(self._sliders.values()), layout=W.Layout(max_height="460px", overflow="auto"))
+        return W.VBox([self._buttons, W.HBox([box, W.VBox([self._image, sample])])])
+
+    def _sample(self) -> None:
+        self._key, sub = jax.random.split(self._key)
+        self.set_state(self._label, np.asarray(jax.random.normal(sub, (self.latent_dim,))))
+
+    def _on_label(self, change) -> None:
+        self._label = int(change["new"])
+        if not self._hold:
+            self._image.value = self._png()
+
+    def _on_slider(self, change) -> None:
+        if self._hold:
+            return
+        for d, s in self._sliders.items():
+            if s is change["owner"]:
+                self._z[d] = change["new"]
+                break
+        self._image.value = self._png()
+
+    def _sync_widget(self) -> None:
+        if self._widget is None:
+            return
+        self._hold = True  # one decode for the whole update, not one per control
+        try:
+            self._buttons.value = self._label
+            for d, s in self._sliders.items():
+                s.value = float(self._z[d])
+        finally:
+            self._hold = False
+        self._image.value = self._png()
 
 
 # ----------------------------------------------------------------------------- 2-d pad

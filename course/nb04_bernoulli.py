@@ -35,7 +35,6 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
-from scipy.special import logsumexp
 from scipy.stats import norm
 
 from vae_core.checkpoint import cache_dir, train_or_load

@@ -10,7 +10,7 @@ from flax import nnx
 
 from vae_core.conditional import (CompletionNet, ConditionalConfig, build_conditional, classify,
                                   completion_log_likelihood, conditional_elbo_terms, conditional_log_likelihood,
-                                  decode_mean, expected_bound, join_images, label_bounds, m2_loss,
+                                  decode_conditional, expected_bound, join_images, label_bounds, m2_loss,
                                   m2_unlabelled_bound, observed_mask, one_hot, split_images, train_completion_net,
                                   train_conditional, train_m2)
 from vae_core.objectives import bernoulli_log_likelihood
@@ -82,19 +82,23 @@ def test_m2_bounds_on_a_model(toy):
     _, y, xb = toy
     m = build_conditional(M2, 0)
     x, key = jnp.asarray(xb[:8]), jax.random.PRNGKey(2)
-    L = label_bounds(m, x, key)
+    with jax.default_matmul_precision("float32"):
+        L = label_bounds(m, x, key)
     assert L.shape == (8, 2)
-    # q(z | x, y) for all labels in one pass equals one encode per label
-    each = m.encode_each_label(x)
-    for k in range(2):
-        post = m.encode(x, jnp.asarray(one_hot(np.full(8, k), 2)))
-        np.testing.assert_allclose(each.mean[k], post.mean, rtol=1e-5, atol=1e-5)
-        np.testing.assert_allclose(each.log_diag[k], post.log_diag, rtol=1e-5, atol=1e-5)
+    # q(z | x, y) for all labels in one pass equals one encode per label (float32 matmuls: a GPU's
+    # default TF32 would round the two paths differently)
+    with jax.default_matmul_precision("float32"):
+        each = m.encode_each_label(x)
+        for k in range(2):
+            post = m.encode(x, jnp.asarray(one_hot(np.full(8, k), 2)))
+            np.testing.assert_allclose(each.mean[k], post.mean, rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(each.log_diag[k], post.log_diag, rtol=1e-5, atol=1e-5)
     # L(x, y) = ELBO(x | y) + log p(y) at z = mean + sigma eps, eps the draw label_bounds makes
     eps = jax.random.normal(key, each.mean.shape)
     c1 = jnp.asarray(one_hot(np.ones(8, int), 2))
     z1 = each.mean[1] + jnp.exp(0.5 * each.log_diag[1]) * eps[1]
-    rec = bernoulli_log_likelihood(m.decoder_output(z1, c1), x)
+    with jax.default_matmul_precision("float32"):
+        rec = bernoulli_log_likelihood(m.decoder_output(z1, c1), x)
     kl = 0.5 * jnp.sum(jnp.exp(each.log_diag[1]) + each.mean[1] ** 2 - 1 - each.log_diag[1], -1)
     np.testing.assert_allclose(L[:, 1], rec - kl - jnp.log(2.0), rtol=1e-5)
     U = m2_unlabelled_bound(m, x, key)
@@ -123,6 +127,8 @@ def test_conditional_log_likelihood_matches_quadrature_in_one_latent(toy):
     np.testing.assert_allclose(est, exact, atol=0.05)
     with pytest.raises(ValueError, match="multiple of k_chunk"):
         conditional_log_likelihood(m, t, c, jax.random.PRNGKey(0), k=150, k_chunk=100)
+    with pytest.raises(ValueError, match="must be >= 1"):
+        conditional_log_likelihood(m, t, c, jax.random.PRNGKey(0), k=150, k_chunk=0)
     with pytest.raises(ValueError, match="must be binary"):
         conditional_log_likelihood(m, t * 0.5, c, jax.random.PRNGKey(0), k=10)
     with pytest.raises(ValueError, match="one row per example"):
@@ -137,12 +143,14 @@ def test_train_conditional_draws_the_requested_class(toy):
                           x, one_hot(y, 2), progress=False)
     loss = r.history["loss"]
     assert len(loss) == 6 and loss[-1] < loss[0] - 3 and set(r.history) == {"loss", "rec", "kl", "seconds"}
-    means = decode_mean(r.model, np.zeros((2, 2)), one_hot(np.array([0, 1]), 2))  # the prior's centre, each class
+    means = decode_conditional(r.model, np.zeros((2, 2)), one_hot(np.array([0, 1]), 2))  # the prior's centre, each class
     assert means[0, :8].mean() > means[0, 8:].mean() + 0.2 and means[1, 8:].mean() > means[1, :8].mean() + 0.2
     with pytest.raises(ValueError, match="larger than the 400"):
         train_conditional(build_conditional(CVAE, 1), TrainConfig(epochs=1, batch_size=500), x, one_hot(y, 2))
     with pytest.raises(ValueError, match="must be binary"):  # no binarization: a Bernoulli target must be 0/1
         train_conditional(build_conditional(CVAE, 1), TrainConfig(epochs=1, binarize=False), x, one_hot(y, 2))
+    with pytest.raises(ValueError, match="fields do not apply .*'beta': 4.0"):
+        train_conditional(build_conditional(CVAE, 1), TrainConfig(epochs=1, beta=4.0), x, one_hot(y, 2))
     with pytest.raises(FloatingPointError, match="diverged in epoch 1"):
         train_conditional(build_conditional(CVAE, 1), TrainConfig(epochs=1, batch_size=50, learning_rate=1e10),
                           x, one_hot(y, 2), progress=False)

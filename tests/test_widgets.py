@@ -549,7 +549,13 @@ def test_snapshots_match_holds_for_the_grid_drawn_and_fails_for_any_other(small,
     assert not ls.snapshots_match(fig, states[::-1])          # another order
     assert not ls.snapshots_match(fig, states[:2])            # a panel no state accounts for
     assert not ls.snapshots_match(fig, states + [np.ones(4)])  # a state with no panel
-    fig.axes[1].get_images()[0].set_data(np.zeros((28, 28)))  # a panel drawn over afterwards
+    fig.axes[0].imshow(np.ones((28, 28)))  # a second image drawn over a panel
+    assert not ls.snapshots_match(fig, states)
+    fig = ls.snapshots(states, ncols=2)
+    fig.axes[2].get_images()[0].set_cmap("viridis")  # the same data in other colours
+    assert not ls.snapshots_match(fig, states)
+    fig = ls.snapshots(states, ncols=2)
+    fig.axes[1].get_images()[0].set_data(np.zeros((28, 28)))  # a panel's image replaced afterwards
     assert not ls.snapshots_match(fig, states)
     # a dict render drawn into a SubFigure, two panels per state
     from matplotlib.figure import Figure
@@ -560,6 +566,8 @@ def test_snapshots_match_holds_for_the_grid_drawn_and_fails_for_any_other(small,
     zs = [np.array([-1.0, 0.0]), np.array([0.0, 0.5]), np.array([1.0, 0.0])]
     pad.snapshots(zs, ncols=2, figure=right)
     assert pad.snapshots_match(right, zs) and not pad.snapshots_match(right, [zs[0], zs[2], zs[1]])
+    pad.snapshots(zs, ncols=2, figure=left)  # two grids in one parent figure: ask about each grid
+    assert pad.snapshots_match(left, zs) and not pad.snapshots_match(left.figure, zs)
 
 
 def test_snapshots_match_a_rasterised_figure_and_a_render_that_keeps_state():
@@ -603,16 +611,24 @@ def test_conditional_sliders_draw_one_style_as_every_label():
     before = cs.image.value
     cs.buttons.value = 2
     assert cs.label == 2 and cs.image.value != before and cs.image.value == to_png(cs.render(2, np.zeros(2)))
+    before = cs.image.value
     cs.sliders[1].value = -1.0
     np.testing.assert_allclose(cs.values, [0.0, -1.0])
+    assert cs.image.value != before and cs.image.value == to_png(cs.render(2, [0.0, -1.0]))
     cs.set_state(0, [9.0, 0.25])  # clipped to the slider range
     assert cs.buttons.value == 0 and cs.sliders[0].value == 3.0 and cs.image.value == to_png(cs.render(0, [3.0, 0.25]))
     x = (np.arange(16) % 2).astype(np.float32)
     style = cs.set_from_image(x, 1)
-    np.testing.assert_allclose(style, np.clip(cvae.encode(x[None], np.eye(3, dtype=np.float32)[[1]]).mean[0], -3, 3),
-                               atol=1e-6)
+    expected = np.clip(cvae.encode(x[None], np.eye(3, dtype=np.float32)[[1]]).mean[0], -3, 3)
+    np.testing.assert_allclose(style, expected, atol=1e-6)
+    assert cs.label == 1 and cs.buttons.value == 1 and cs.sliders[0].value == pytest.approx(float(expected[0]))
+    assert cs.image.value == to_png(cs.render(1, expected))
     started = ConditionalSliders(cvae, image_shape=(4, 4), x_start=x, y_start=2, max_sliders=1)
     assert started.label == 2 and len(started.sliders) == 1
+    np.testing.assert_allclose(started.values, np.clip(cvae.encode(x[None], np.eye(3, dtype=np.float32)[[2]]).mean[0],
+                                                       -3, 3), atol=1e-6)
+    with pytest.raises(ValueError, match="x_start and y_start go together"):
+        ConditionalSliders(cvae, image_shape=(4, 4), x_start=x)
     # the static view: one panel per (label, code), titled by the label
     states = [(k, z) for k in range(3)]
     fig = cs.snapshots(states)

@@ -252,8 +252,10 @@ def conditional_log_likelihood(model: ConditionalVAE, t, c, key, *, k: int = 100
     log p(t | c) as k grows (Burda et al. 2015).
     """
     t, c = _check_pair(model, t, c, binary=True)
+    if k < 1 or k_chunk < 1:
+        raise ValueError(f"k and k_chunk must be >= 1, got k={k}, k_chunk={k_chunk}")
     k_chunk = min(int(k_chunk), int(k))
-    if k < 1 or k % k_chunk:
+    if k % k_chunk:
         raise ValueError(f"k={k} must be >= 1 and a multiple of k_chunk={k_chunk}")
     graphdef, params = nnx.split(model)
     keys = jax.random.split(key, -(-len(t) // batch_size))
@@ -308,15 +310,20 @@ def m2_loss(model: ConditionalVAE, x_lab, y_lab, x_unl, key, alpha: float,
     return -labelled_weight * jnp.mean(L) - jnp.mean(U) + alpha * jnp.mean(ce), aux
 
 
+@partial(jax.jit, static_argnums=0)
+def _predict(graphdef, params, x):
+    return jnp.argmax(nnx.merge(graphdef, params).classify(x), axis=-1)
+
+
 def classify(model: ConditionalVAE, x, *, batch_size: int = 1000) -> np.ndarray:
     """The classifier's most probable label for each image x: [n, T] -> [n] ints (M2 only)."""
     x = jnp.asarray(x, jnp.float32)
     graphdef, params = nnx.split(model)
-    run = jax.jit(lambda p, xb: jnp.argmax(nnx.merge(graphdef, p).classify(xb), axis=-1))
-    return np.concatenate([np.asarray(run(params, x[i:i + batch_size])) for i in range(0, len(x), batch_size)])
+    return np.concatenate([np.asarray(_predict(graphdef, params, x[i:i + batch_size]))
+                           for i in range(0, len(x), batch_size)])
 
 
-def decode_mean(model: ConditionalVAE, z, c) -> np.ndarray:
+def decode_conditional(model: ConditionalVAE, z, c) -> np.ndarray:
     """Bernoulli means p(t = 1 | z, c) for codes z: [n, L] under conditions c: [n, C] -> [n, T]."""
     return np.asarray(jax.nn.sigmoid(model.decoder_output(jnp.asarray(z, jnp.float32), jnp.asarray(c, jnp.float32))))
 
@@ -369,6 +376,11 @@ class ConditionalResult(NamedTuple):
     history: dict
 
 
+_DEFAULT_TRAIN = TrainConfig()
+_NOT_APPLIED = ("objective", "beta", "warmup_epochs", "iwae_k", "capacity_max", "capacity_epochs", "gamma",
+                "eval_images", "corruption", "corruption_level")
+
+
 def _check_pair(model, t, c, *, binary: bool):
     check_images(t, "t (targets)", model.cfg.target_dim, binary=binary)
     check_images(c, "c (conditions)", model.cfg.cond_dim, binary=binary)
@@ -381,7 +393,16 @@ def _fit(model, cfg: TrainConfig, data: tuple, n: int, batch_loss, desc: str, pr
          callback=None) -> ConditionalResult:
     """Adam on batch_loss(model, data, idx [batch], key) -> (loss, aux): each epoch one jitted scan
     over a fresh permutation of the n examples, cfg.batch_size of them a step. callback(epoch,
-    model) runs after each epoch; returning True stops training there."""
+    model) runs after each epoch; returning True stops training there.
+
+    Its own epoch rather than vae_core.train's: the data here are several arrays (target and
+    condition; M2's labelled set beside the unlabelled one), not one image array, and the
+    batches are not split across devices (one device, as the conditional models are small)."""
+    unused = {f: getattr(cfg, f) for f in _NOT_APPLIED if getattr(cfg, f) != getattr(_DEFAULT_TRAIN, f)}
+    if unused:
+        raise ValueError(f"{desc}: these TrainConfig fields do not apply to this training and must keep their "
+                         f"defaults: {unused} (it uses epochs, batch_size, the learning rate and its schedule, "
+                         "the Adam settings, binarize and seed)")
     steps = n // cfg.batch_size
     if steps < 1:
         raise ValueError(f"batch_size={cfg.batch_size} is larger than the {n} training examples")
@@ -434,8 +455,9 @@ def train_conditional(model: ConditionalVAE, cfg: TrainConfig, t, c, *, progress
 
     With cfg.binarize each minibatch's t and c are drawn afresh as Bernoulli(grey level), so a
     one-hot c stays as it is and the two halves of one image are binarized like the whole
-    image. cfg gives epochs, batch_size, the Adam settings and seed (its objective, beta and
-    corruption do not apply). history: 'loss' (mean -ELBO), 'rec', 'kl', 'seconds' per epoch.
+    image. cfg gives epochs, batch_size, the learning rate and its schedule, the Adam settings
+    and seed; its other fields (objective, beta, warm-up, corruption, ...) must keep their
+    defaults (ValueError otherwise). history: 'loss' (mean -ELBO), 'rec', 'kl', 'seconds' per epoch.
     callback(epoch, model) runs after each epoch (e.g. to evaluate); returning True stops there.
     Raises ValueError for shapes or values that do not fit the model, FloatingPointError
     naming the epoch and step if the loss becomes NaN.
@@ -488,4 +510,4 @@ __all__ = ["ConditionalConfig", "ConditionalVAE", "build_conditional", "one_hot"
            "split_images", "join_images", "conditional_elbo_terms", "CompletionNet", "completion_log_likelihood",
            "train_completion_net",
            "conditional_log_likelihood", "label_bounds", "expected_bound", "m2_unlabelled_bound", "m2_loss",
-           "classify", "decode_mean", "ConditionalResult", "train_conditional", "train_m2"]
+           "classify", "decode_conditional", "ConditionalResult", "train_conditional", "train_m2"]

@@ -207,19 +207,26 @@ class Explorer:
         state in order, exactly the pictures a fresh ``render`` of that state gives now.
 
         The check a reader without a kernel relies on: the static grid is the widget's picture
-        of those states (a render that depended on the previous state, a grid drawn from other
-        states or in another order, or a panel drawn over afterwards all give False). Panels are
-        compared pixel for pixel (a rasterised figure as its RGBA bytes at 100 dpi). The figure
-        may be a SubFigure, as :meth:`snapshots` accepts. An explorer that redraws its own
-        figure is left at the last state, as after :meth:`snapshots`.
+        of those states. A grid from other states or in another order, a missing or extra
+        panel, a panel whose image was replaced or has a second image drawn over it, an image
+        panel shown with another colour map or other limits than :meth:`snapshots` uses, or a
+        render that depends on the previous state all give False. Each panel's image data is
+        compared element for element with the render (a rasterised figure as its RGBA bytes at
+        100 dpi). ``figure`` is the Figure or SubFigure :meth:`snapshots` drew into (the grid's
+        own, not a parent holding several grids). An explorer that redraws its own figure is
+        left at the last state, as after :meth:`snapshots`.
         """
         states = list(states)
-        by_cell = {}
+        cmap = "gray" if getattr(self, "invert", True) is False else "gray_r"
+        by_cell, ncols = {}, None
         for ax in figure.axes:
-            spec = ax.get_subplotspec()
-            if spec is None or not ax.get_images():
+            spec, images = ax.get_subplotspec(), ax.get_images()
+            if spec is None or not images:
                 continue
-            by_cell[(spec.rowspan.start, spec.colspan.start)] = ax.get_images()[0].get_array()
+            cell = (spec.rowspan.start, spec.colspan.start)
+            if len(images) != 1 or cell in by_cell:  # a second image, or two grids in one figure
+                return False
+            by_cell[cell] = images[0]
             ncols = spec.get_gridspec().ncols
         if not by_cell or not states:
             return False
@@ -229,7 +236,9 @@ class Explorer:
             band, col = divmod(i, ncols)
             for j, img in enumerate(panels.values()):
                 shown = by_cell.get((band * len(panels) + j, col))
-                if shown is None or not np.array_equal(np.asarray(shown), img):
+                if shown is None or not np.array_equal(np.asarray(shown.get_array()), img):
+                    return False
+                if img.ndim == 2 and (shown.get_cmap().name != cmap or shown.get_clim() != (0.0, 1.0)):
                     return False
                 drawn += 1
         return drawn == len(by_cell)  # no panel left over that no state accounts for
@@ -585,8 +594,9 @@ class ConditionalSliders(Explorer):
     image_shape:  (H, W) of the decoded target (default 28 x 28).
     labels:       the names of the labels on the buttons (default '0', '1', ...).
     value_range:  (low, high) of every slider; max_sliders shows only the first latents.
-    x_start, y_start: optional image [H * W] and its label; the sliders start at the
-                  posterior mean of q(z | x_start, y_start), the image's style.
+    x_start, y_start: optional image [H * W] and its label (both or neither); the explorer
+                  starts at that label, the sliders at the posterior mean of q(z | x_start,
+                  y_start): the image's style.
 
     ``render(label, values [L]) -> image [H, W]``; ``render_all(values) -> images [K, H, W]``
     (one style as every label); ``set_from_image(x, y)``; ``.widget``, ``.buttons``
@@ -627,9 +637,12 @@ class ConditionalSliders(Explorer):
         self._decode = lambda z, labels: np.asarray(decode(np.asarray(z, np.float32), eye[labels]))
         self._key = jax.random.key(0) if key is None else key
         self._z, self._label, self._hold = np.zeros(self.latent_dim, np.float32), 0, False
+        if (x_start is None) != (y_start is None):
+            raise ValueError("x_start and y_start go together: the style of an image is read under its label "
+                             "(pass both, e.g. x_start=x_test[0], y_start=y_test[0])")
         if x_start is not None:
-            self._z = self._style(x_start, 0 if y_start is None else y_start)
-            self._label = self._check_label(0 if y_start is None else y_start)
+            self._z = self._style(x_start, y_start)
+            self._label = self._check_label(y_start)
         self.render(self._label, self._z)  # compiles the decoder now, not on the first event
 
     # -- plain functions ------------------------------------------------------
@@ -682,8 +695,9 @@ class ConditionalSliders(Explorer):
         self._sync_widget()
 
     def set_from_image(self, x, y) -> np.ndarray:
-        """Put the sliders at the style of image x [H * W] with label y; returns that code [L]."""
-        self.set_state(self._label, self._style(x, y))
+        """Show image x [H * W] as the model reads it: the label y and the sliders at the posterior
+        mean of q(z | x, y) (clipped to value_range); returns that code [L]."""
+        self.set_state(y, self._style(x, y))
         return self.values
 
     # -- widget -----------------------------------------------------------------

@@ -253,3 +253,70 @@ def test_cache_key_ignores_fields_added_later_at_their_defaults(images):
     assert ckpt.cache_path("tiny", SMALL, FAST, images).name == f"tiny-{digest}.msgpack"
     noisy = dataclasses.replace(FAST, corruption="flip", corruption_level=0.1)
     assert ckpt.cache_path("tiny", SMALL, noisy, images) != ckpt.cache_path("tiny", SMALL, FAST, images)
+
+
+def test_conditional_models_round_trip(tmp_path):
+    import jax.numpy as jnp
+
+    from vae_core.checkpoint import CheckpointError, load_conditional, save_conditional
+    from vae_core.conditional import CompletionNet, ConditionalConfig, ConditionalResult, build_conditional
+
+    cfg = ConditionalConfig(target_dim=16, cond_dim=3, latent_dim=2, hidden=(8,), n_classes=3, classifier_hidden=(4,))
+    m2 = build_conditional(cfg, 5)
+    tc = TrainConfig(epochs=2, batch_size=10)
+    path = save_conditional(tmp_path / "m2.msgpack", ConditionalResult(m2, {"loss": [3.0, 2.0]}), tc,
+                            extra={"alpha": 0.1, "label_seed": 0})
+    loaded, train_cfg, extra = load_conditional(path, config=cfg, train_config=tc)
+    x = jnp.asarray(np.random.default_rng(0).random((4, 16)), jnp.float32)
+    np.testing.assert_array_equal(loaded.model.classify(x), m2.classify(x))
+    assert loaded.history == {"loss": [3.0, 2.0]} and train_cfg == tc and extra == {"alpha": 0.1, "label_seed": 0}
+    net = CompletionNet(ConditionalConfig(target_dim=8, cond_dim=8, latent_dim=1, hidden=(4,)), rngs=nnx.Rngs(params=1))
+    p2 = save_conditional(tmp_path / "net.msgpack", ConditionalResult(net, {}), tc, dtype="float16")
+    back, _, _ = load_conditional(p2)
+    c = jnp.ones((2, 8))
+    assert type(back.model) is CompletionNet
+    np.testing.assert_allclose(back.model(c), net(c), atol=1e-2)  # float16 storage
+    with pytest.raises(CheckpointError, match="different conditional model config"):
+        load_conditional(path, config=ConditionalConfig(target_dim=16, cond_dim=3, latent_dim=3))
+    with pytest.raises(CheckpointError, match="different training config"):
+        load_conditional(path, train_config=TrainConfig(epochs=3))
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        load_conditional(path)
+
+
+def test_train_or_load_conditional_caches_by_configs_data_and_spec(tmp_path, capsys, monkeypatch):
+    import jax.numpy as jnp
+
+    from vae_core.checkpoint import CheckpointError, train_or_load_conditional
+    from vae_core.conditional import ConditionalConfig, ConditionalResult, build_conditional
+
+    monkeypatch.delenv("VAE_RETRAIN", raising=False)
+    cfg = ConditionalConfig(target_dim=16, cond_dim=2, latent_dim=2, hidden=(8,))
+    tc = TrainConfig(epochs=1, batch_size=10)
+    data = (np.zeros((20, 16), np.float32), np.eye(2, dtype=np.float32)[np.arange(20) % 2])
+    calls = []
+
+    def fit(seed=0):
+        calls.append(seed)
+        return ConditionalResult(build_conditional(cfg, seed), {"loss": [1.0]})
+
+    first = train_or_load_conditional("cvae", cfg, tc, fit, data=data, spec={"alpha": 1}, directory=tmp_path)
+    again = train_or_load_conditional("cvae", cfg, tc, fit, data=data, spec={"alpha": 1}, directory=tmp_path)
+    assert calls == [0] and "trained model cvae" in capsys.readouterr().out.splitlines()[0]
+    x, c = jnp.ones((1, 16)), jnp.ones((1, 2))
+    np.testing.assert_array_equal(again.model.encode(x, c).mean, first.model.encode(x, c).mean)
+    train_or_load_conditional("cvae", cfg, tc, fit, data=data, spec={"alpha": 2}, directory=tmp_path)
+    train_or_load_conditional("cvae", cfg, tc, fit, data=(data[0] + 0.5, data[1]), spec={"alpha": 1},
+                              directory=tmp_path)
+    train_or_load_conditional("cvae", cfg, tc, fit, data=data, spec={"alpha": 1}, retrain=True, directory=tmp_path)
+    assert calls == [0, 0, 0, 0] and len(list(tmp_path.glob("cvae-*.msgpack"))) == 3
+    other = ConditionalConfig(target_dim=16, cond_dim=2, latent_dim=3, hidden=(8,))
+    with pytest.raises(ValueError, match="fit\\(\\) returned a model of config"):
+        train_or_load_conditional("bad", other, tc, fit, data=data, directory=tmp_path)
+    alone = tmp_path / "alone"
+    train_or_load_conditional("cvae", cfg, tc, fit, data=data, directory=alone)
+    (cached,) = alone.glob("cvae-*.msgpack")
+    cached.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="Delete .* or pass retrain=True"):
+        train_or_load_conditional("cvae", cfg, tc, fit, data=data, directory=alone)

@@ -15,6 +15,7 @@ Cache folder: ``$VAE_CACHE_DIR`` if set, else ``~/.cache/vae_course/models``.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -29,11 +30,12 @@ from flax import nnx
 
 from . import __version__
 from . import shipped
+from .conditional import CompletionNet, ConditionalConfig, ConditionalResult, ConditionalVAE
 from .config import device_name
 from .data import binarize, load_mnist
 from .evaluate import evaluate
 from .files import atomic_write
-from .models import VAE, ModelConfig, build_model, model_from_arrays, params_to_arrays
+from .models import VAE, ModelConfig, build_model, load_arrays, model_from_arrays, params_to_arrays
 from .train import EpochEnd, TrainConfig, TrainingState, TrainResult, make_optimizer, train
 
 CACHE_ENV = "VAE_CACHE_DIR"
@@ -129,6 +131,88 @@ def load_checkpoint(path, *, model_config: ModelConfig | None = None,
     _check_configs(path, saved, (model_config, train_config))
     model = _model_from_arrays(saved[0], inner["params"], f"Checkpoint {path}")
     return TrainResult(model, meta["history"], *saved, extra=meta.get("extra", {}))
+
+
+# ----------------------------------------------------------------------------- conditional models
+CONDITIONAL_FORMAT = "vae_core-conditional-checkpoint-1"
+
+
+def save_conditional(path, result, train_config: TrainConfig, extra: dict | None = None, dtype=None) -> Path:
+    """Write a trained conditional model (:class:`vae_core.conditional.ConditionalResult`: a
+    ConditionalVAE or CompletionNet and its history) with its configs, atomically. Returns the path.
+
+    extra: JSON-able facts beside it (e.g. M2's alpha and the label draw's seed); dtype as in
+    :func:`save_checkpoint`.
+    """
+    model = result.model
+    meta = {"kind": "completion_net" if isinstance(model, CompletionNet) else "conditional_vae",
+            "config": dataclasses.asdict(model.cfg), "train_config": train_config.to_dict(),
+            "history": result.history, "vae_core_version": __version__, "extra": extra or {}}
+    params = params_to_arrays(model)
+    if dtype is not None:
+        params = {k: np.asarray(v, dtype) for k, v in params.items()}
+        bad = [k for k, v in params.items() if not np.all(np.isfinite(v))]
+        if bad:
+            raise ValueError(f"parameters {bad} do not fit in {dtype} (values beyond its range); store float32")
+    return atomic_write(path, _seal({"params": params, "meta": json.dumps(meta)}, CONDITIONAL_FORMAT))
+
+
+def load_conditional(path, *, config=None, train_config: TrainConfig | None = None, fix: str = RETRAIN_HINT):
+    """Read what :func:`save_conditional` wrote -> (ConditionalResult, TrainConfig, extra).
+
+    With config (a ConditionalConfig) or train_config given, a file made with other ones raises
+    CheckpointError, as a missing, corrupt or mis-shaped file does, naming the problem.
+    """
+    path = Path(path)
+    inner = _unseal(path, CONDITIONAL_FORMAT, fix)
+    meta = json.loads(inner["meta"])
+    saved_cfg = ConditionalConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["config"].items()})
+    saved_train = TrainConfig.from_dict(meta["train_config"])
+    if config is not None and config != saved_cfg:
+        raise CheckpointError(f"Checkpoint {path} was made with a different conditional model config: saved "
+                              f"{saved_cfg}, asked {config}. {fix}")
+    if train_config is not None and train_config != saved_train:
+        raise CheckpointError(f"Checkpoint {path} was made with a different training config: saved "
+                              f"{saved_train}, asked {train_config}. {fix}")
+    cls = CompletionNet if meta["kind"] == "completion_net" else ConditionalVAE
+    try:
+        model = load_arrays(cls(saved_cfg, rngs=nnx.Rngs(params=0)), inner["params"])
+    except ValueError as err:
+        raise CheckpointError(f"Checkpoint {path} does not fit its model config: {err}. {fix}") from err
+    return ConditionalResult(model, meta["history"]), saved_train, meta.get("extra", {})
+
+
+def train_or_load_conditional(name: str, config, train_config: TrainConfig, fit, *, data: tuple,
+                              spec: dict | None = None, retrain: bool = False, directory=None):
+    """The cached conditional model for these configs, data and settings, else ``fit()``, cached.
+
+    fit: a function () -> ConditionalResult that trains it (e.g. ``lambda: train_m2(...)``);
+    config: the ConditionalConfig the trained model must have; data: the arrays it trains on
+    (their fingerprints go in the cache key, with both configs and spec); spec: JSON-able
+    settings outside the configs (M2's alpha and labelled weight, the label draw's seed, the
+    completion task). retrain=True or ``VAE_RETRAIN=1`` trains again and overwrites the file.
+    A damaged cache file raises CheckpointError naming it and how to retrain. Prints one line
+    saying whether it trained or loaded.
+    """
+    retrain = retrain or retrain_requested()
+    key = json.dumps([dataclasses.asdict(config), train_config.to_dict(),
+                      [shipped.data_fingerprint(a) for a in data], spec or {}, __version__], sort_keys=True, default=str)
+    path = Path(directory or cache_dir()) / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.msgpack"
+    fix = f"Delete {path}, or pass retrain=True (VAE_RETRAIN=1) to train it again."
+    if path.exists() and not retrain:
+        result, _, extra = load_conditional(path, config=config, train_config=train_config, fix=fix)
+        print(f"cached model {name}: {len(result.history.get('loss', []))} epochs, trained in "
+              f"{extra.get('wall_seconds', float('nan')):.0f} s on {extra.get('device', '?')}")
+        return result
+    start = time.perf_counter()
+    result = fit()
+    if result.model.cfg != config:
+        raise ValueError(f"fit() returned a model of config {result.model.cfg}, not the {config} it was cached for")
+    extra = {"spec": spec or {}, "device": device_name(), "wall_seconds": round(time.perf_counter() - start, 1)}
+    save_conditional(path, result, train_config, extra=extra)
+    print(f"trained model {name}: {len(result.history.get('loss', []))} epochs in {extra['wall_seconds']:.0f} s "
+          f"(cached in {path})")
+    return result
 
 
 # ----------------------------------------------------------------------------- resumable training
@@ -375,6 +459,6 @@ def cache_path(name, model_config, train_config, x_train, directory=None) -> Pat
     return Path(directory or cache_dir()) / f"{name}-{digest}.msgpack"
 
 
-__all__ = ["CACHE_ENV", "CheckpointError", "cache_dir", "save_checkpoint",
+__all__ = ["CACHE_ENV", "CheckpointError", "cache_dir", "save_checkpoint", "save_conditional", "load_conditional", "train_or_load_conditional",
            "load_checkpoint", "file_sha256", "load_shipped", "fixed_test_set", "ship_model", "retrain_requested", "save_training_state", "load_training_state", "train_resumable", "train_or_load",
            "find_cached", "cache_path"]

@@ -297,7 +297,12 @@ def model_from_arrays(cfg: ModelConfig, arrays: dict) -> VAE:
 
     Raises ValueError naming a missing, extra or mis-shaped parameter.
     """
-    model = build_model(cfg, 0)
+    return load_arrays(build_model(cfg, 0), arrays)
+
+
+def load_arrays(model: nnx.Module, arrays: dict) -> nnx.Module:
+    """Put :func:`params_to_arrays`'s dict into ``model`` (any NNX module of the same shape), in
+    place; returns the model. Raises ValueError naming a missing, extra or mis-shaped parameter."""
     expected = params_to_arrays(model)
     missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
     if missing or extra:
@@ -320,4 +325,4 @@ def model_from_arrays(cfg: ModelConfig, arrays: dict) -> VAE:
 
 __all__ = ["ACTIVATIONS", "ModelConfig", "Posterior", "n_offdiag", "scale_tril", "PosteriorHead", "MLPEncoder",
            "MLPDecoder", "ConvEncoder", "ConvDecoder", "VAE", "build_model", "sample_posterior",
-           "params_to_arrays", "model_from_arrays"]
+           "params_to_arrays", "model_from_arrays", "load_arrays"]

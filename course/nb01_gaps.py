@@ -14,8 +14,9 @@ sensible. This module turns "there are gaps" into numbers:
   the corners of a square grid around a round cloud do not count as gaps;
 * generating:  :func:`digit_coverage` -- which digits the decoded samples of a prior
   are recognised as, and how evenly (entropy of that histogram / log 10);
-* what the decoder makes of a point:  :class:`DigitJudge`, which scores decoded
-  images against real ones with two stated metrics:
+* what the decoder makes of a point:  :class:`vae_core.metrics.DigitJudge` (in the
+  engine, as notebook 07 uses it too), which scores decoded images against real ones
+  with two stated metrics:
 
   - *nearest-digit distance*: RMS pixel distance to the nearest real training image
     (scikit-learn ``NearestNeighbors``), reported as a ratio to the same distance for
@@ -38,13 +39,11 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
 from sklearn.neighbors import NearestNeighbors
-from sklearn.pipeline import make_pipeline
 
 from vae_core.evaluate import decode_mean
 from vae_core.exercises import Verdict, check_close, check_then_choose, is_blank
+from vae_core.metrics import DigitJudge, GapScores  # the engine's judge, used here and by notebook 07
 
 __all__ = ["code_grid", "line_path", "fitted_gaussian_samples", "inside_ellipse", "nearest_code_distance",
            "code_spacing", "empty_fraction", "digit_coverage", "DigitJudge", "GapScores",
@@ -156,90 +155,6 @@ def digit_coverage(predicted, n_classes: int = 10) -> tuple[np.ndarray, float]:
     hist = np.bincount(predicted, minlength=n_classes) / predicted.size
     nz = hist[hist > 0]
     return hist, float(-np.sum(nz * np.log(nz)) / np.log(n_classes))
-
-
-# ----------------------------------------------------------------------------- what the decoder makes of it
-@dataclasses.dataclass
-class GapScores:
-    """Scores of a set of decoded images (see :meth:`DigitJudge.score`).
-
-    nearest:     [n] RMS pixel distance to the nearest real training image.
-    ratio:       [n] nearest / the reference distance of the model's reconstructions.
-    confidence:  [n] largest class probability of the logistic regression.
-    predicted:   [n] the digit it predicts.
-    """
-
-    nearest: np.ndarray
-    ratio: np.ndarray
-    confidence: np.ndarray
-    predicted: np.ndarray
-
-    def summary(self, far: float = 1.5, sure: float = 0.9) -> dict:
-        """Medians and shares: 'far' = ratio above ``far``, 'unsure' = confidence below ``sure``."""
-        return {
-            "median_ratio": float(np.median(self.ratio)),
-            "frac_far": float(np.mean(self.ratio > far)),
-            "mean_confidence": float(np.mean(self.confidence)),
-            "frac_unsure": float(np.mean(self.confidence < sure)),
-        }
-
-
-class DigitJudge:
-    """Judges decoded images against real MNIST digits.
-
-    x_ref:    real images [n, D] in [0, 1] searched for the nearest digit.
-    x_clf, y_clf: images and labels that train the logistic regression (grey pixels).
-    n_components: principal components the classifier sees (None: raw pixels).
-    max_iter: L-BFGS iterations of the logistic regression.
-    """
-
-    def __init__(self, x_ref, x_clf, y_clf, *, n_components: int | None = 50, max_iter: int = 300,
-                 C: float = 1.0):
-        x_ref = np.asarray(x_ref, np.float32)
-        x_clf = np.asarray(x_clf, np.float32)
-        y_clf = np.asarray(y_clf)
-        if x_ref.ndim != 2 or x_clf.ndim != 2 or x_ref.shape[1] != x_clf.shape[1]:
-            raise ValueError(f"x_ref and x_clf must be [n, D] with the same D, got {x_ref.shape}, {x_clf.shape}")
-        if y_clf.shape != (len(x_clf),):
-            raise ValueError(f"y_clf must have shape [{len(x_clf)}], got {y_clf.shape}")
-        self.dim = x_ref.shape[1]
-        self.nn = NearestNeighbors(n_neighbors=1, algorithm="brute").fit(x_ref)
-        logreg = LogisticRegression(max_iter=max_iter, C=C)
-        self.clf = (make_pipeline(PCA(n_components, random_state=0), logreg) if n_components else logreg)
-        self.clf.fit(x_clf, y_clf)
-
-    def nearest_distance(self, images) -> np.ndarray:
-        """RMS pixel distance of each image [n, D] to its nearest reference image -> [n]."""
-        images = self._check(images)
-        dist, _ = self.nn.kneighbors(images)
-        return dist[:, 0] / np.sqrt(self.dim)
-
-    def classify(self, images) -> tuple[np.ndarray, np.ndarray]:
-        """(confidence [n], predicted digit [n]) of the logistic regression."""
-        proba = self.clf.predict_proba(self._check(images))
-        return proba.max(axis=1), self.clf.classes_[proba.argmax(axis=1)]
-
-    def accuracy(self, images, labels) -> float:
-        """Share of images [n, D] classified as their labels [n] (the classifier's own check)."""
-        return float(np.mean(self.clf.predict(self._check(images)) == np.asarray(labels)))
-
-    def score(self, images, reference: float) -> GapScores:
-        """Score decoded images [n, D]; ``reference`` is the typical nearest-digit distance
-        of the same model's reconstructions (e.g. the median of :meth:`nearest_distance`
-        of decoded test codes)."""
-        if not reference > 0:
-            raise ValueError(f"reference must be a positive distance, got {reference}")
-        nearest = self.nearest_distance(images)
-        conf, pred = self.classify(images)
-        return GapScores(nearest, nearest / reference, conf, pred)
-
-    def _check(self, images) -> np.ndarray:
-        images = np.asarray(images, np.float32).reshape(len(images), -1)
-        if images.shape[1] != self.dim:
-            raise ValueError(f"images have {images.shape[1]} pixels, expected {self.dim}")
-        if not np.all(np.isfinite(images)):
-            raise ValueError("images contain NaN or inf values")
-        return images
 
 
 # ----------------------------------------------------------------------------- exercises

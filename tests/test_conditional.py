@@ -12,7 +12,7 @@ from vae_core.conditional import (CompletionNet, ConditionalConfig, build_condit
                                   completion_log_likelihood, conditional_elbo_terms, conditional_log_likelihood,
                                   decode_conditional, expected_bound, join_images, label_bounds, m2_loss,
                                   m2_unlabelled_bound, observed_mask, one_hot, split_images, train_completion_net,
-                                  train_conditional, train_m2)
+                                  train_classifier, train_conditional, train_m2)
 from vae_core.objectives import bernoulli_log_likelihood
 from vae_core.train import TrainConfig
 
@@ -174,6 +174,25 @@ def test_train_m2_learns_the_classes_from_four_labels(toy):
         train_m2(build_conditional(CVAE, 0), TrainConfig(epochs=1), x[labelled], y[labelled], x, alpha=1.0)
     with pytest.raises(ValueError, match="one label per image"):
         train_m2(build_conditional(M2, 0), TrainConfig(epochs=1), x[labelled], y[labelled][:3], x, alpha=1.0)
+
+
+def test_train_classifier_learns_from_labels_alone_and_leaves_the_vae(toy):
+    x, y, xb = toy
+    labelled = np.concatenate([np.flatnonzero(y == 0)[:3], np.flatnonzero(y == 1)[:3]])
+    model = build_conditional(M2, 0)
+    before = nnx.state(model.decoder)
+    r = train_classifier(model, TrainConfig(epochs=30, batch_size=3, learning_rate=3e-3), x[labelled],
+                         y[labelled], progress=False)
+    assert set(r.history) == {"loss", "seconds"} and len(r.history["loss"]) == 30
+    assert r.history["loss"][-1] < 0.1 * r.history["loss"][0]
+    assert (classify(r.model, xb, batch_size=150) == y).mean() > 0.95
+    after = nnx.state(r.model.decoder)
+    assert all(np.array_equal(a, b) for a, b in zip(jax.tree_util.tree_leaves(before),
+                                                     jax.tree_util.tree_leaves(after)))
+    with pytest.raises(ValueError, match="needs a model with a classifier"):
+        train_classifier(build_conditional(CVAE, 0), TrainConfig(epochs=1), x[labelled], y[labelled])
+    with pytest.raises(ValueError, match="one label per image"):
+        train_classifier(build_conditional(M2, 0), TrainConfig(epochs=1), x[labelled], y[labelled][:3])
 
 
 def test_image_parts_split_and_join():

@@ -94,46 +94,6 @@ def test_digit_coverage_evenness():
         gaps.digit_coverage(np.array([3, 10]))
 
 
-def _two_pattern_data(n=200, seed=0):
-    """Images [n, 16] of two classes: ink on the left half (0) or the right half (1)."""
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 2, n)
-    x = rng.uniform(0.0, 0.2, (n, 16))
-    x[y == 0, :8] += 0.7
-    x[y == 1, 8:] += 0.7
-    return x.astype(np.float32), y
-
-
-def test_digit_judge_distances_and_confidence():
-    x, y = _two_pattern_data()
-    judge = gaps.DigitJudge(x, x, y, n_components=None)
-    np.testing.assert_allclose(judge.nearest_distance(x[:5]), 0.0, atol=1e-3)
-    shifted = np.clip(x[:5] + 0.1, 0, 1)
-    assert np.all(judge.nearest_distance(shifted) > 0.01)
-    assert judge.accuracy(x, y) == 1.0
-    conf, pred = judge.classify(x[:20])
-    np.testing.assert_array_equal(pred, y[:20])
-    assert conf.min() > 0.9
-    # a blend of the two classes is far less certain than either pattern
-    blend = 0.5 * (x[y == 0][:1] + x[y == 1][:1])
-    assert judge.classify(blend)[0][0] < conf.min()
-
-
-def test_digit_judge_score_ratio_and_summary():
-    x, y = _two_pattern_data()
-    judge = gaps.DigitJudge(x, x, y, n_components=4)
-    probe = np.clip(x[:10] + 0.05, 0, 1)
-    s = judge.score(probe, reference=0.05)
-    np.testing.assert_allclose(s.ratio, s.nearest / 0.05)
-    summ = s.summary(far=1.5, sure=0.9)
-    assert summ["median_ratio"] == pytest.approx(float(np.median(s.ratio)))
-    assert 0.0 <= summ["frac_far"] <= 1.0 and 0.0 <= summ["frac_unsure"] <= 1.0
-    with pytest.raises(ValueError):
-        judge.score(probe, reference=0.0)
-    with pytest.raises(ValueError):
-        judge.nearest_distance(np.zeros((2, 15)))
-
-
 # ----------------------------------------------------------------------------- exercises
 import types
 

@@ -269,3 +269,64 @@ def test_describe_calls_an_autoencoders_number_what_it_is():
           "model_config": {"deterministic": True}}
     result = TrainResult(build_model(SMALL, 0), {}, SMALL, FAST, extra=ae)
     assert shipped.describe(result) == "shipped model ae: 2 epochs on CPU (x86_64) (42 s), test log p(x|z) -143.20 nats"
+
+
+# ----------------------------------------------------------------------------- conditional models (notebook 07)
+def test_conditional_models_ship_load_and_are_checked(ship_dir, monkeypatch, capsys):
+    from vae_core.conditional import (CompletionNet, ConditionalConfig, ConditionalResult, build_conditional,
+                                      split_images, observed_mask)
+    from flax import nnx
+
+    m2_cfg = ConditionalConfig(target_dim=784, cond_dim=10, latent_dim=2, hidden=(8,), n_classes=10,
+                               classifier_hidden=(8,))
+    tc = TrainConfig(epochs=1, batch_size=4)
+    x_lab, y_lab, x_unl = _images(8), np.arange(8) % 10, _images(32, 2)
+    x_test, y_test = _images(40, 1), np.arange(40) % 10
+    spec = {"task": "label", "alpha": 1.0, "labelled_weight": 1.0, "labels": 8, "draw": 0}
+    trained = ConditionalResult(build_conditional(m2_cfg, 1), {"loss": [2.0, 1.0], "seconds": [30.0, 30.0]})
+    monkeypatch.setenv(shipped.SHIP_ENV, "07_conditional")
+    ckpt.train_or_load_conditional("07_m2_draw0", m2_cfg, tc, lambda: trained, data=(x_lab, y_lab, x_unl),
+                                   spec=spec, test=(x_test, y_test))
+    card = shipped.load_cards()["07_m2_draw0"]
+    assert card["kind"] == "conditional" and card["model_kind"] == "conditional_vae" and card["spec"] == spec
+    assert card["epochs"] == 2 and card["train_minutes"] == 1.0 and card["notebook"] == "07_conditional"
+    assert card["test_metric"] == "ELBO(t|c)" and 0.0 <= card["test_error"] <= 1.0 and card["test_images"] == 40
+    assert card["command"] == "python scripts/ship_models.py 07 --from-scratch"
+    assert card["file_sha256"] == ckpt.file_sha256(shipped.shipped_path("07_m2_draw0"))
+    assert abs(card["test_elbo"] - card["test_elbo_float32"]) < 0.5
+
+    monkeypatch.delenv(shipped.SHIP_ENV)
+    capsys.readouterr()
+
+    def must_not_train():
+        raise AssertionError("the shipped model should have been loaded")
+
+    loaded = ckpt.train_or_load_conditional("07_m2_draw0", m2_cfg, tc, must_not_train, data=(x_lab, y_lab, x_unl),
+                                            spec=spec)
+    assert capsys.readouterr().out.startswith("shipped model 07_m2_draw0: 2 epochs on")
+    for a, b in zip(jax.tree_util.tree_leaves(nnx.state(loaded.model)), jax.tree_util.tree_leaves(nnx.state(trained.model))):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b).astype(np.float16).astype(np.float32))
+    again = ckpt.conditional_test_metrics(loaded.model, "label", x_test, y_test, tc)
+    assert abs(again["test_elbo"] - card["test_elbo"]) < 1e-3 and again["test_error"] == card["test_error"]
+    # another setting outside the configs, or other data, is another model: trained, not loaded
+    other = ckpt.train_or_load_conditional("07_m2_draw0", m2_cfg, tc, lambda: trained, data=(x_lab, y_lab, x_unl),
+                                           spec={**spec, "alpha": 2.0})
+    assert other is trained
+    assert ckpt.train_or_load_conditional("07_m2_draw0", m2_cfg, tc, lambda: trained, data=(x_lab, y_lab, x_test),
+                                          spec=spec) is trained
+    table = shipped.models_table(shipped.load_cards())
+    assert "`07_m2_draw0`" in table and "M2, MLP 8 relu, 2 latents" in table and "test error" in table
+    # the seen top half and the missing bottom half of the fixed test images
+    t, c = ckpt.conditional_test_pairs("top", x_test, y_test, tc)
+    fixed = np.asarray(ckpt.fixed_test_set(x_test, tc))
+    np.testing.assert_array_equal(c, split_images(fixed, observed_mask("top"))[0])
+    assert t.shape == c.shape == (40, 392)
+    net = CompletionNet(ConditionalConfig(target_dim=392, cond_dim=392, latent_dim=1, hidden=(8,)),
+                        rngs=nnx.Rngs(params=0))
+    assert ckpt.conditional_test_metrics(net, "top", x_test, y_test, tc)["test_metric"] == "log p(t|c)"
+    # a file changed after shipping is refused, naming it
+    path = shipped.shipped_path("07_m2_draw0")
+    path.write_bytes(path.read_bytes()[:-3] + b"abc")
+    with pytest.raises(ckpt.CheckpointError, match="corrupt or was changed"):
+        ckpt.train_or_load_conditional("07_m2_draw0", m2_cfg, tc, must_not_train, data=(x_lab, y_lab, x_unl),
+                                       spec=spec)

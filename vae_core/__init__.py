@@ -11,7 +11,7 @@ One module per concern, each readable top to bottom (lowest layer first):
   objectives  log-likelihoods, KL, ELBO, importance-weighted bound, the training loss
   parallel    minibatches split across local devices (1-D mesh, JAX sharding)
   evaluate    test ELBO, log p(x) by importance sampling, encode / decode / reconstruct
-  metrics     active units, MIG, k-NN accuracy, trustworthiness
+  metrics     active units, MIG, k-NN accuracy, trustworthiness, a judge of decoded digits
   train       one jitted lax.scan per epoch, history, NaN checks, per-epoch callback, resume
   conditional conditional VAE (generation on demand, completion) and M2 (semi-supervised)
   checkpoint  atomic checkpoints, resumable training and the model cache

@@ -30,7 +30,8 @@ from flax import nnx
 
 from . import __version__
 from . import shipped
-from .conditional import CompletionNet, ConditionalConfig, ConditionalResult, ConditionalVAE
+from .conditional import (CompletionNet, ConditionalConfig, ConditionalResult, ConditionalVAE, classify,
+                          completion_log_likelihood, conditional_elbo_terms, observed_mask, one_hot, split_images)
 from .config import device_name
 from .data import binarize, load_mnist
 from .evaluate import evaluate
@@ -183,35 +184,144 @@ def load_conditional(path, *, config=None, train_config: TrainConfig | None = No
 
 
 def train_or_load_conditional(name: str, config, train_config: TrainConfig, fit, *, data: tuple,
-                              spec: dict | None = None, retrain: bool = False, directory=None):
-    """The cached conditional model for these configs, data and settings, else ``fit()``, cached.
+                              spec: dict | None = None, test: tuple | None = None, retrain: bool = False,
+                              directory=None):
+    """The shipped conditional model for these configs, data and settings, else the cached one,
+    else ``fit()``, cached.
 
     fit: a function () -> ConditionalResult that trains it (e.g. ``lambda: train_m2(...)``);
     config: the ConditionalConfig the trained model must have; data: the arrays it trains on
     (their fingerprints go in the cache key, with both configs and spec); spec: JSON-able
-    settings outside the configs (M2's alpha and labelled weight, the label draw's seed, the
-    completion task). retrain=True or ``VAE_RETRAIN=1`` trains again and overwrites the file.
-    A damaged cache file raises CheckpointError naming it and how to retrain. Prints one line
-    saying whether it trained or loaded.
+    settings outside the configs: its 'task' says what the condition is ('label', or the part
+    of :func:`vae_core.conditional.observed_mask` that is seen), the rest are the training's
+    own (M2's alpha, the label draw). test: (x_test [n, 784], y_test [n]), the MNIST test
+    images and labels the card's metrics are measured on when the model is shipped.
+    retrain=True or ``VAE_RETRAIN=1`` trains again and overwrites the cache file. A damaged
+    file raises CheckpointError naming it and how to retrain. Prints one line saying what it
+    loaded or trained. With ``VAE_SHIP`` set (scripts/ship_models.py) the model is also
+    written as the shipped model ``name``, with its card.
     """
     retrain = retrain or retrain_requested()
-    key = json.dumps([dataclasses.asdict(config), train_config.to_dict(),
-                      [shipped.data_fingerprint(a) for a in data], spec or {}, __version__], sort_keys=True, default=str)
+    notebook = shipped.ship_requested()
+    spec = spec or {}
+    fingerprints = [shipped.data_fingerprint(a) for a in data]
+    card = None if retrain or notebook else shipped.find_conditional_card(
+        dataclasses.asdict(config), train_config, fingerprints, spec)
+    if card is not None:
+        result = load_shipped_conditional(card["name"])
+        print(shipped.describe(card))
+        return result
+    key = json.dumps([dataclasses.asdict(config), train_config.to_dict(), fingerprints, spec, __version__],
+                     sort_keys=True, default=str)
     path = Path(directory or cache_dir()) / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.msgpack"
     fix = f"Delete {path}, or pass retrain=True (VAE_RETRAIN=1) to train it again."
     if path.exists() and not retrain:
         result, _, extra = load_conditional(path, config=config, train_config=train_config, fix=fix)
         print(f"cached model {name}: {len(result.history.get('loss', []))} epochs, trained in "
               f"{extra.get('wall_seconds', float('nan')):.0f} s on {extra.get('device', '?')}")
-        return result
-    start = time.perf_counter()
-    result = fit()
-    if result.model.cfg != config:
-        raise ValueError(f"fit() returned a model of config {result.model.cfg}, not the {config} it was cached for")
-    extra = {"spec": spec or {}, "device": device_name(), "wall_seconds": round(time.perf_counter() - start, 1)}
-    save_conditional(path, result, train_config, extra=extra)
-    print(f"trained model {name}: {len(result.history.get('loss', []))} epochs in {extra['wall_seconds']:.0f} s "
-          f"(cached in {path})")
+    else:
+        start = time.perf_counter()
+        result = fit()
+        if result.model.cfg != config:
+            raise ValueError(f"fit() returned a model of config {result.model.cfg}, not the {config} it was cached "
+                             "for")
+        extra = {"spec": spec, "device": device_name(), "wall_seconds": round(time.perf_counter() - start, 1)}
+        save_conditional(path, result, train_config, extra=extra)
+        print(f"trained model {name}: {len(result.history.get('loss', []))} epochs in {extra['wall_seconds']:.0f} s "
+              f"(cached in {path})")
+    if notebook:
+        if test is None:
+            print(f"not shipping {name}: train_or_load_conditional got no test=(x_test, y_test) to measure it on")
+        else:
+            ship_conditional(name, result, train_config, data, spec, test, {
+                "notebook": notebook, "command": shipped.rebuild_command(name, notebook),
+                "device": extra.get("device", "not recorded"), "wall_seconds": extra.get("wall_seconds")})
+    return result
+
+
+def conditional_test_pairs(task: str, x_test, y_test, train_config: TrainConfig, n_classes: int = 10):
+    """The fixed test pairs (t, c) of a conditional task, from the test images binarized once
+    (:func:`fixed_test_set`): task 'label' -> (images [n, 784], one-hot labels [n, n_classes]);
+    a part name of :func:`vae_core.conditional.observed_mask` -> (missing part, seen part)."""
+    x = np.asarray(fixed_test_set(x_test, train_config))
+    if task == "label":
+        return x, one_hot(y_test, n_classes)
+    seen, hidden = split_images(x, observed_mask(task))
+    return hidden, seen
+
+
+def conditional_test_metrics(model, task: str, x_test, y_test, train_config: TrainConfig) -> dict:
+    """The numbers on a shipped conditional model's card, measured on :func:`conditional_test_pairs`:
+    'test_elbo' (mean ELBO(t | c), one sample per image with key LOGPX_SEED; for a
+    CompletionNet its exact mean log p(t | c)), 'test_metric' (which of the two), and for M2
+    'test_error' (the classifier's error on the test images)."""
+    n_classes = model.cfg.cond_dim if task == "label" else 10
+    t, c = conditional_test_pairs(task, x_test, y_test, train_config, n_classes)
+    if isinstance(model, CompletionNet):
+        return {"test_metric": "log p(t|c)", "test_elbo": float(np.mean(completion_log_likelihood(model, t, c)))}
+    terms = conditional_elbo_terms(model, jnp.asarray(t), jnp.asarray(c), jax.random.PRNGKey(shipped.LOGPX_SEED))
+    out = {"test_metric": "ELBO(t|c)", "test_elbo": float(jnp.mean(terms["elbo"]))}
+    if model.cfg.n_classes:
+        out["test_error"] = float(np.mean(classify(model, t) != np.asarray(y_test)))
+    return out
+
+
+def ship_conditional(name: str, result: ConditionalResult, train_config: TrainConfig, data: tuple, spec: dict,
+                     test: tuple, card: dict) -> dict:
+    """Store a trained conditional model as the shipped model ``name`` (float16) with its card:
+    configs, spec, the training data's fingerprints, the metrics of :func:`conditional_test_metrics`
+    on the stored weights and on the float32 ones, the file's SHA-256 and size, the training time.
+    card: the facts the caller knows (notebook, device, command, ...). Returns the card."""
+    path = shipped.shipped_path(name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x_test, y_test = test
+    before = conditional_test_metrics(result.model, spec["task"], x_test, y_test, train_config)
+    save_conditional(path, result, train_config, extra={"spec": spec}, dtype=shipped.STORED_DTYPE)
+    stored, _, _ = load_conditional(path)
+    after = conditional_test_metrics(stored.model, spec["task"], x_test, y_test, train_config)
+    seconds = float(np.sum(result.history.get("seconds", [0.0])))
+    card = {
+        "name": name, "kind": "conditional", "purpose": shipped.PURPOSES.get(name, card.get("purpose", "")),
+        "model_kind": "completion_net" if isinstance(result.model, CompletionNet) else "conditional_vae",
+        "epochs": len(result.history.get("loss", [])), "train_minutes": round(seconds / 60, 1),
+        "train_seconds": round(seconds, 1), **card,
+        "config": dataclasses.asdict(result.model.cfg), "train_config": train_config.to_dict(), "spec": spec,
+        "train_data": [shipped.data_fingerprint(a) for a in data], "train_shape": list(np.shape(data[-1])),
+        "test_data": shipped.data_fingerprint(x_test), "test_images": int(len(x_test)),
+        "test_binarization_seed": shipped.TEST_BINARIZATION_SEED if train_config.binarize else None,
+        **after, "test_elbo_float32": round(before["test_elbo"], 4), "stored_dtype": shipped.STORED_DTYPE,
+        "mnist_sha256": shipped.mnist_checksum() if _is_mnist_test(x_test) else None,
+        "file_sha256": file_sha256(path), "file_bytes": path.stat().st_size,
+    }
+    card["test_elbo"] = round(card["test_elbo"], 4)
+    if "test_error" in before:
+        card["test_error_float32"] = before["test_error"]
+    if not card["purpose"]:
+        print(f"warning: shipped model {name} has no purpose; add it to vae_core.shipped.PURPOSES")
+    card = json.loads(json.dumps(card))
+    shipped.write_card(card)
+    return card
+
+
+def load_shipped_conditional(name: str) -> ConditionalResult:
+    """Load a shipped conditional model by name (its card: ``shipped.load_cards()[name]``). A
+    missing, damaged or altered file raises CheckpointError naming the file and the fix."""
+    cards = shipped.load_cards()
+    if cards.get(name, {}).get("kind") != "conditional":
+        raise KeyError(f"no shipped conditional model named {name!r}; MODELS.md lists the shipped models")
+    card = cards[name]
+    path = shipped.shipped_path(name)
+    fix = (f"Rebuild it with `{shipped.rebuild_command(name, card.get('notebook'))}`, restore it with "
+           f"`git checkout -- vae_core/shipped_models/{path.name}`, or set {shipped.RETRAIN_ENV}=1 to "
+           f"train the notebook's model from scratch instead.")
+    if not path.exists():
+        raise CheckpointError(f"The shipped model file {path} is missing. {fix}")
+    if file_sha256(path) != card["file_sha256"]:
+        raise CheckpointError(f"The shipped model file {path} is corrupt or was changed: its SHA-256 is not "
+                              f"the one in {shipped.cards_path().name}. {fix}")
+    config = ConditionalConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in card["config"].items()})
+    result, _, _ = load_conditional(path, config=config, train_config=TrainConfig.from_dict(card["train_config"]),
+                                    fix=fix)
     return result
 
 
@@ -424,6 +534,16 @@ def _ship_from_notebook(name: str, result: TrainResult, x_train, x_test, noteboo
         "mnist_sha256": shipped.mnist_checksum() if _is_mnist_train(x_train) else None})
 
 
+def _is_mnist_test(x) -> bool:
+    """x: [n, 784] is the first n MNIST test images."""
+    try:
+        mnist = load_mnist()
+    except Exception:  # no MNIST here: then x is not it either
+        return False
+    return np.shape(x)[1:] == (784,) and len(x) <= len(mnist.x_test) and \
+        shipped.data_fingerprint(x) == shipped.data_fingerprint(mnist.x_test[:len(x)])
+
+
 def _is_mnist_train(x) -> bool:
     """x: [n, D] is the first n MNIST training images (so the card can carry MNIST's checksum)."""
     if np.ndim(x) != 2 or np.shape(x)[1] != 784:
@@ -460,5 +580,6 @@ def cache_path(name, model_config, train_config, x_train, directory=None) -> Pat
 
 
 __all__ = ["CACHE_ENV", "CheckpointError", "cache_dir", "save_checkpoint", "save_conditional", "load_conditional", "train_or_load_conditional",
+           "conditional_test_pairs", "conditional_test_metrics", "ship_conditional", "load_shipped_conditional",
            "load_checkpoint", "file_sha256", "load_shipped", "fixed_test_set", "ship_model", "retrain_requested", "save_training_state", "load_training_state", "train_resumable", "train_or_load",
            "find_cached", "cache_path"]

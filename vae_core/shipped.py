@@ -108,6 +108,12 @@ PURPOSES = {
     "06_vae_beta1": "VAE beta = 1 codes for t-SNE",
     "06_vae_beta4": "beta-VAE beta = 4 codes for t-SNE",
 }
+PURPOSES.update({
+    "07_cvae_label": "conditional VAE given the digit label: generation on demand, one style as every digit",
+    "07_complete_top": "conditional VAE given the top half: completions of the bottom half",
+    "07_regress_top": "regression from the top half to the bottom half: the deterministic completion",
+    **{f"07_m2_draw{d}": f"M2 (semi-supervised) with 100 labels, label draw {d}" for d in range(3)},
+})
 PURPOSES.update({f"05_sprites32_beta{b}_seed{s}": f"conv beta-VAE on sprites, beta = {b}, seed {s}: MIG"
                  for b in (1, 4, 8, 16) for s in (0, 1, 2)})
 
@@ -184,6 +190,23 @@ def find_card(model_config: ModelConfig, train_config: TrainConfig, x_train) -> 
     return None
 
 
+def find_conditional_card(config: dict, train_config: TrainConfig, train_data: list, spec: dict) -> dict | None:
+    """The card of the shipped conditional model (:mod:`vae_core.conditional`) with exactly this
+    config (``dataclasses.asdict`` of a ConditionalConfig), training config, training data
+    (fingerprints of its arrays, in order) and settings outside the configs (``spec``), or None."""
+    for card in load_cards().values():
+        if card.get("kind") != "conditional":
+            continue
+        try:
+            same_train = TrainConfig.from_dict(card["train_config"]) == train_config
+        except (TypeError, ValueError, KeyError):
+            same_train = False
+        if same_train and card["config"] == json.loads(json.dumps(config)) and card["train_data"] == list(train_data) \
+                and card["spec"] == json.loads(json.dumps(spec)):
+            return card
+    return None
+
+
 def shipped_path(name: str) -> Path:
     """The file of the shipped model ``name``: ``SHIPPED_DIR/<name>.msgpack``."""
     return SHIPPED_DIR / f"{name}.msgpack"
@@ -203,10 +226,10 @@ def ship_requested() -> str | None:
     return os.environ.get(SHIP_ENV, "").strip() or None
 
 
-def describe(result: TrainResult) -> str:
-    """One line on what was loaded, e.g. 'shipped model iwae_protocol_vae: 3,280 epochs on
+def describe(result) -> str:
+    """One line on what was loaded (a TrainResult whose extra is its card, or a card), e.g. 'shipped model iwae_protocol_vae: 3,280 epochs on
     NVIDIA H200 (41 min), test log p(x) -86.50 nats (k = 5000, 10,000 images)'."""
-    card = result.extra
+    card = result if isinstance(result, dict) else result.extra
     epochs = card.get("epochs")
     epochs = f"{epochs:,}" if isinstance(epochs, int) else "?"  # a card without it still prints
     seconds = card.get("train_seconds", 60 * card.get("train_minutes", float("nan")))
@@ -215,7 +238,11 @@ def describe(result: TrainResult) -> str:
     if "test_logpx" in card:
         parts.append(f"test log p(x) {card['test_logpx']:.2f} nats (k = {card['logpx_k']}, "
                      f"{card['logpx_images']:,} images)")
-    if "test_elbo" in card:
+    if "test_error" in card:
+        parts.append(f"test error {100 * card['test_error']:.2f} %")
+    if "test_elbo" in card and card.get("kind") == "conditional":
+        parts.append(f"test {card['test_metric']} {card['test_elbo']:.2f} nats")
+    elif "test_elbo" in card:
         autoencoder = card.get("model_config", {}).get("deterministic", False)
         parts.append(f"test {'log p(x|z)' if autoencoder else 'ELBO'} {card['test_elbo']:.2f} nats")
     return ", ".join(parts)
@@ -245,13 +272,36 @@ def _objective(t: dict, m: dict) -> str:
     return f"ELBO, beta = {t['beta']:g}{warm}{noise}"
 
 
+def _conditional_row(name: str, c: dict) -> str:
+    """MODELS.md's row of a conditional model's card (conditional VAE, M2 or completion regression)."""
+    m, t, spec = c["config"], c["train_config"], c["spec"]
+    net = f"MLP {'-'.join(map(str, m['hidden']))} {m['activation']}"
+    if c["model_kind"] == "completion_net":
+        arch, objective = f"regression, {net}", "cross-entropy (no latent)"
+    elif m["n_classes"]:
+        arch = f"M2, {net}, {m['latent_dim']} latents, classifier {'-'.join(map(str, m['classifier_hidden']))}"
+        objective = (f"M2 bound, alpha = {spec['alpha']:g}, {spec['labels']} labels (draw {spec['draw']})")
+    else:
+        arch, objective = f"conditional VAE, {net}, {m['latent_dim']} latents", "conditional ELBO"
+    arch += f"; given {spec['task']}"
+    budget = f"{c['epochs']:,} epochs, batch {t['batch_size']}, {c['train_shape'][0]:,} images, {c['train_minutes']:g} min"
+    elbo = (f"{c['test_metric']} {c['test_elbo']:.2f} ({c['test_images']:,} images; float32 "
+            f"{c['test_elbo_float32']:.2f})")
+    metric = f"test error {100 * c['test_error']:.2f} %" if "test_error" in c else "—"
+    return (f"| `{name}` | {c['notebook']} | {c['purpose']} | {arch} | {objective} | {budget} | {c['device']} | "
+            f"{elbo} | {metric} | {c['file_bytes'] / 2**20:.2f} MB |")
+
+
 def models_table(cards: dict) -> str:
     """MODELS.md's table from ``cards`` ({name: card}, as :func:`load_cards` returns): one
     row per card in name order, the total size, what float16 storage cost, and the notes."""
     head = ("| model | notebook | what it is for | architecture | objective | budget | trained on | "
-            "test ELBO (nats) | log p(x) (nats) or MIG | file |\n|---|---|---|---|---|---|---|---|---|---|")
+            "test ELBO (nats) | log p(x) (nats), MIG or test error | file |\n|---|---|---|---|---|---|---|---|---|---|")
     rows = [head]
     for name, c in sorted(cards.items()):
+        if c.get("kind") == "conditional":
+            rows.append(_conditional_row(name, c))
+            continue
         m, t = c["model_config"], c["train_config"]
         n_train = c["train_shape"][0]
         budget = f"{c['epochs']:,} epochs, batch {t['batch_size']}, {n_train:,} images, {c['train_minutes']:g} min"
@@ -288,5 +338,5 @@ def mnist_checksum() -> str:
 
 __all__ = ["SHIPPED_DIR", "TEST_BINARIZATION_SEED", "LOGPX_SEED", "RETRAIN_ENV", "SHIP_ENV", "STORED_DTYPE",
            "ShippedSpec", "iwae_protocol", "SPECS", "PURPOSES", "CARDS_FIX", "cards_path", "load_cards", "write_card", "remove_card",
-           "data_fingerprint", "find_card", "shipped_path", "rebuild_command", "ship_requested",
+           "data_fingerprint", "find_card", "find_conditional_card", "shipped_path", "rebuild_command", "ship_requested",
            "describe", "models_table", "mnist_checksum"]

@@ -35,7 +35,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 NAMES = ["throughput", "flops", "time_to_elbo", "widget_latency", "tsne_speed", "conv_speed", "mig",
-         "sprite_trials", "iwae_nll"]
+         "sprite_trials", "conditional", "iwae_nll"]
 
 
 def run(cmd: list[str], lock: str | None) -> int:
@@ -66,6 +66,7 @@ def commands(args) -> dict[str, list[str]]:
         # trains notebook 05's 12 sprite models unless the notebook filled the model cache
         "mig": [],
         "sprite_trials": [],
+        "conditional": [],  # needs notebook 07's shipped models
         "iwae_nll": ["all", "--objective", "elbo", "--epochs", str(args.iwae_epochs), "--minutes", str(args.minutes)],
     }
 

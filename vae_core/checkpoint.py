@@ -310,15 +310,7 @@ def load_shipped_conditional(name: str) -> ConditionalResult:
     if cards.get(name, {}).get("kind") != "conditional":
         raise KeyError(f"no shipped conditional model named {name!r}; MODELS.md lists the shipped models")
     card = cards[name]
-    path = shipped.shipped_path(name)
-    fix = (f"Rebuild it with `{shipped.rebuild_command(name, card.get('notebook'))}`, restore it with "
-           f"`git checkout -- vae_core/shipped_models/{path.name}`, or set {shipped.RETRAIN_ENV}=1 to "
-           f"train the notebook's model from scratch instead.")
-    if not path.exists():
-        raise CheckpointError(f"The shipped model file {path} is missing. {fix}")
-    if file_sha256(path) != card["file_sha256"]:
-        raise CheckpointError(f"The shipped model file {path} is corrupt or was changed: its SHA-256 is not "
-                              f"the one in {shipped.cards_path().name}. {fix}")
+    path, fix = _verified_shipped_file(name, card)
     config = ConditionalConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in card["config"].items()})
     result, _, _ = load_conditional(path, config=config, train_config=TrainConfig.from_dict(card["train_config"]),
                                     fix=fix)
@@ -390,15 +382,9 @@ def file_sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def load_shipped(name: str) -> TrainResult:
-    """Load a shipped model by name, its card in ``result.extra``. A missing, damaged or
-    altered file (SHA-256 not the card's) raises CheckpointError naming the file and how
-    to rebuild it or train instead."""
-    cards = shipped.load_cards()
-    if name not in cards:
-        raise KeyError(f"no shipped model named {name!r}; the shipped models are {sorted(cards)} "
-                       f"(MODELS.md lists them; train_or_load trains a model that is not shipped)")
-    card = cards[name]
+def _verified_shipped_file(name: str, card: dict) -> tuple[Path, str]:
+    """(path, fix) of the shipped model ``name`` after checking that its file exists and has the
+    card's SHA-256 (CheckpointError naming the file and how to rebuild, restore or retrain otherwise)."""
     path = shipped.shipped_path(name)
     fix = (f"Rebuild it with `{shipped.rebuild_command(name, card.get('notebook'))}`, restore it with "
            f"`git checkout -- vae_core/shipped_models/{path.name}`, or set {shipped.RETRAIN_ENV}=1 to "
@@ -408,6 +394,19 @@ def load_shipped(name: str) -> TrainResult:
     if file_sha256(path) != card["file_sha256"]:
         raise CheckpointError(f"The shipped model file {path} is corrupt or was changed: its SHA-256 is not "
                               f"the one in {shipped.cards_path().name}. {fix}")
+    return path, fix
+
+
+def load_shipped(name: str) -> TrainResult:
+    """Load a shipped model by name, its card in ``result.extra``. A missing, damaged or
+    altered file (SHA-256 not the card's) raises CheckpointError naming the file and how
+    to rebuild it or train instead."""
+    cards = shipped.load_cards()
+    if name not in cards:
+        raise KeyError(f"no shipped model named {name!r}; the shipped models are {sorted(cards)} "
+                       f"(MODELS.md lists them; train_or_load trains a model that is not shipped)")
+    card = cards[name]
+    path, fix = _verified_shipped_file(name, card)
     result = load_checkpoint(path, model_config=ModelConfig.from_dict(card["model_config"]),
                              train_config=TrainConfig.from_dict(card["train_config"]), fix=fix)
     result.source, result.extra = "shipped", card

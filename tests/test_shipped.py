@@ -324,6 +324,9 @@ def test_conditional_models_ship_load_and_are_checked(ship_dir, monkeypatch, cap
     net = CompletionNet(ConditionalConfig(target_dim=392, cond_dim=392, latent_dim=1, hidden=(8,)),
                         rngs=nnx.Rngs(params=0))
     assert ckpt.conditional_test_metrics(net, "top", x_test, y_test, tc)["test_metric"] == "log p(t|c)"
+    with pytest.raises(KeyError, match="load_shipped_conditional"):
+        ckpt.load_shipped("07_m2_draw0")
+    assert card["train_shape"] == [32, 784]  # the largest training array: the unlabelled images
     # a file changed after shipping is refused, naming it
     path = shipped.shipped_path("07_m2_draw0")
     path.write_bytes(path.read_bytes()[:-3] + b"abc")

@@ -286,7 +286,8 @@ def ship_conditional(name: str, result: ConditionalResult, train_config: TrainCo
         "epochs": len(result.history.get("loss", [])), "train_minutes": round(seconds / 60, 1),
         "train_seconds": round(seconds, 1), **card,
         "config": dataclasses.asdict(result.model.cfg), "train_config": train_config.to_dict(), "spec": spec,
-        "train_data": [shipped.data_fingerprint(a) for a in data], "train_shape": list(np.shape(data[-1])),
+        "train_data": [shipped.data_fingerprint(a) for a in data],
+        "train_shape": list(np.shape(max(data, key=len))),  # the largest array: M2's unlabelled images
         "test_data": shipped.data_fingerprint(x_test), "test_images": int(len(x_test)),
         "test_binarization_seed": shipped.TEST_BINARIZATION_SEED if train_config.binarize else None,
         **after, "test_elbo_float32": round(before["test_elbo"], 4), "stored_dtype": shipped.STORED_DTYPE,
@@ -405,6 +406,8 @@ def load_shipped(name: str) -> TrainResult:
     if name not in cards:
         raise KeyError(f"no shipped model named {name!r}; the shipped models are {sorted(cards)} "
                        f"(MODELS.md lists them; train_or_load trains a model that is not shipped)")
+    if cards[name].get("kind") == "conditional":
+        raise KeyError(f"{name!r} is a shipped conditional model: load it with load_shipped_conditional({name!r})")
     card = cards[name]
     path, fix = _verified_shipped_file(name, card)
     result = load_checkpoint(path, model_config=ModelConfig.from_dict(card["model_config"]),
@@ -535,11 +538,13 @@ def _ship_from_notebook(name: str, result: TrainResult, x_train, x_test, noteboo
 
 def _is_mnist_test(x) -> bool:
     """x: [n, 784] is the first n MNIST test images."""
+    if np.ndim(x) != 2 or np.shape(x)[1] != 784:
+        return False
     try:
         mnist = load_mnist()
     except Exception:  # no MNIST here: then x is not it either
         return False
-    return np.shape(x)[1:] == (784,) and len(x) <= len(mnist.x_test) and \
+    return len(x) <= len(mnist.x_test) and \
         shipped.data_fingerprint(x) == shipped.data_fingerprint(mnist.x_test[:len(x)])
 
 

@@ -194,15 +194,21 @@ def find_conditional_card(config: dict, train_config: TrainConfig, train_data: l
     """The card of the shipped conditional model (:mod:`vae_core.conditional`) with exactly this
     config (``dataclasses.asdict`` of a ConditionalConfig), training config, training data
     (fingerprints of its arrays, in order) and settings outside the configs (``spec``), or None."""
+    from .conditional import ConditionalConfig
+
+    def as_config(d: dict):  # through the class, so a field added later (with its default) still matches
+        return ConditionalConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+    wanted_spec = json.loads(json.dumps(spec, default=str))
     for card in load_cards().values():
         if card.get("kind") != "conditional":
             continue
         try:
-            same_train = TrainConfig.from_dict(card["train_config"]) == train_config
-        except (TypeError, ValueError, KeyError):
-            same_train = False
-        if same_train and card["config"] == json.loads(json.dumps(config)) and card["train_data"] == list(train_data) \
-                and card["spec"] == json.loads(json.dumps(spec)):
+            same = (TrainConfig.from_dict(card["train_config"]) == train_config
+                    and as_config(card["config"]) == as_config(config))
+        except (TypeError, ValueError, KeyError):  # a card of a field that no longer exists
+            same = False
+        if same and card["train_data"] == list(train_data) and card["spec"] == wanted_spec:
             return card
     return None
 

@@ -291,7 +291,7 @@ def _conditional_row(name: str, c: dict) -> str:
         arch, objective = f"conditional VAE, {net}, {m['latent_dim']} latents", "conditional ELBO"
     arch += f"; given {spec['task']}"
     budget = f"{c['epochs']:,} epochs, batch {t['batch_size']}, {c['train_shape'][0]:,} images, {c['train_minutes']:g} min"
-    elbo = (f"{c['test_metric']} {c['test_elbo']:.2f} ({c['test_images']:,} images; float32 "
+    elbo = (f"{c['test_metric'].replace('|', chr(92) + '|')} {c['test_elbo']:.2f} ({c['test_images']:,} images; float32 "
             f"{c['test_elbo_float32']:.2f})")
     metric = f"test error {100 * c['test_error']:.2f} %" if "test_error" in c else "—"
     return (f"| `{name}` | {c['notebook']} | {c['purpose']} | {arch} | {objective} | {budget} | {c['device']} | "

@@ -320,3 +320,14 @@ def test_train_or_load_conditional_caches_by_configs_data_and_spec(tmp_path, cap
     cached.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="Delete .* or pass retrain=True"):
         train_or_load_conditional("cvae", cfg, tc, fit, data=data, directory=alone)
+
+
+@pytest.mark.skipif(not os.environ.get("VAE_DATA_DIR"), reason="set VAE_DATA_DIR to the folder holding mnist.npz")
+def test_is_mnist_split_recognizes_the_first_images_of_each_split():
+    from vae_core.data import load_mnist
+    mnist = load_mnist()
+    assert ckpt._is_mnist_split(mnist.x_train[:50], "train")
+    assert ckpt._is_mnist_split(mnist.x_test[:50], "test")
+    assert not ckpt._is_mnist_split(mnist.x_test[:50], "train")
+    assert not ckpt._is_mnist_split(mnist.x_train[1:51], "train")      # not the first images
+    assert not ckpt._is_mnist_split(mnist.x_train[:50, :100], "train")  # not 784 pixels

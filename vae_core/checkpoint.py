@@ -291,7 +291,7 @@ def ship_conditional(name: str, result: ConditionalResult, train_config: TrainCo
         "test_data": shipped.data_fingerprint(x_test), "test_images": int(len(x_test)),
         "test_binarization_seed": shipped.TEST_BINARIZATION_SEED if train_config.binarize else None,
         **after, "test_elbo_float32": round(before["test_elbo"], 4), "stored_dtype": shipped.STORED_DTYPE,
-        "mnist_sha256": shipped.mnist_checksum() if _is_mnist_test(x_test) else None,
+        "mnist_sha256": shipped.mnist_checksum() if _is_mnist_split(x_test, "test") else None,
         "file_sha256": file_sha256(path), "file_bytes": path.stat().st_size,
     }
     card["test_elbo"] = round(card["test_elbo"], 4)
@@ -533,31 +533,20 @@ def _ship_from_notebook(name: str, result: TrainResult, x_train, x_test, noteboo
         "notebook": notebook, "command": shipped.rebuild_command(name, notebook),
         "device": result.extra.get("device", "not recorded (trained before devices were recorded)"),
         "wall_seconds": result.extra.get("wall_seconds"),
-        "mnist_sha256": shipped.mnist_checksum() if _is_mnist_train(x_train) else None})
+        "mnist_sha256": shipped.mnist_checksum() if _is_mnist_split(x_train, "train") else None})
 
 
-def _is_mnist_test(x) -> bool:
-    """x: [n, 784] is the first n MNIST test images."""
+def _is_mnist_split(x, split: str) -> bool:
+    """x: [n, 784] is the first n images of MNIST's ``split`` ("train" or "test"), so a card
+    can carry MNIST's checksum."""
     if np.ndim(x) != 2 or np.shape(x)[1] != 784:
         return False
     try:
-        mnist = load_mnist()
+        reference = getattr(load_mnist(), f"x_{split}")
     except Exception:  # no MNIST here: then x is not it either
         return False
-    return len(x) <= len(mnist.x_test) and \
-        shipped.data_fingerprint(x) == shipped.data_fingerprint(mnist.x_test[:len(x)])
-
-
-def _is_mnist_train(x) -> bool:
-    """x: [n, D] is the first n MNIST training images (so the card can carry MNIST's checksum)."""
-    if np.ndim(x) != 2 or np.shape(x)[1] != 784:
-        return False
-    try:
-        mnist = load_mnist()
-    except Exception:  # no MNIST here: then x is not it either
-        return False
-    return len(x) <= len(mnist.x_train) and \
-        shipped.data_fingerprint(x) == shipped.data_fingerprint(mnist.x_train[:len(x)])
+    return len(x) <= len(reference) and \
+        shipped.data_fingerprint(x) == shipped.data_fingerprint(reference[:len(x)])
 
 
 def find_cached(path: Path) -> Path | None:

@@ -276,6 +276,27 @@ def test_log_importance_weights_with_or_without_a_given_posterior(small):
     assert np.allclose(obj.iwae_bound(model, x, key, 7), jax.nn.logsumexp(logw, 0) - np.log(7), atol=1e-4)
 
 
+
+def test_log_importance_weights_decoded_in_parts_are_the_same_numbers(small):
+    model, x = small                                   # 6 images
+    key = jax.random.PRNGKey(8)
+    whole = obj.log_importance_weights(model, x, key, 10)
+    for rows in (6, 12, 30, 59, 1000):                 # parts of 1, 2, 5, 5 draws; 1000: all at once
+        parts = obj.log_importance_weights(model, x, key, 10, rows=rows)
+        assert parts.shape == (10, 6)
+        np.testing.assert_allclose(parts, whole, atol=1e-4)
+    np.testing.assert_allclose(obj.log_importance_weights(model, x, key, 10, rows=1), whole, atol=1e-4)
+
+
+def test_softplus_matches_jax_and_its_gradient_is_the_sigmoid():
+    l = jnp.concatenate([jnp.array([-1e4, -80.0, -1e-6, 0.0, 1e-6, 80.0, 1e4]),
+                         10.0 * jax.random.normal(jax.random.PRNGKey(0), (1000,))])
+    np.testing.assert_allclose(obj.softplus(l), jax.nn.softplus(l), rtol=1e-6, atol=1e-7)
+    assert bool(jnp.all(jnp.isfinite(obj.softplus(l))))
+    np.testing.assert_allclose(jax.vmap(jax.grad(obj.softplus))(l), jax.nn.sigmoid(l), atol=1e-6)
+    assert float(jax.grad(obj.softplus)(0.0)) == 0.5      # all-zero logits still train
+
+
 def _grads(model, fn):
     """Gradient of fn(model) with respect to every parameter, as {path: array}."""
     graphdef, params = nnx.split(model)

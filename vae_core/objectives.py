@@ -32,7 +32,27 @@ def bernoulli_log_likelihood(logits: jax.Array, x: jax.Array) -> jax.Array:
     Per pixel x*l - softplus(l) (= x log sigmoid(l) + (1-x) log sigmoid(-l)): one
     transcendental pair per pixel, finite for logits of +-1e4.
     """
-    return jnp.sum(x * logits - jax.nn.softplus(logits), axis=-1)
+    return jnp.sum(x * logits - softplus(logits), axis=-1)
+
+
+@jax.custom_jvp
+def softplus(logits: jax.Array) -> jax.Array:
+    """log(1 + e^l) as max(l, 0) + log1p(e^-|l|), elementwise; finite for any finite l.
+
+    Equal to ``jax.nn.softplus`` to float32 rounding, and about 5x cheaper on XLA:CPU
+    (that one is a ``logaddexp`` with extra selects for infinities): in log p(x) it was
+    a third of the time (``benchmarks/logpx_speed.py``). Its derivative is sigmoid(l),
+    from the same e^-|l| (written out: max and abs alone would give 0 at l = 0).
+    """
+    return jnp.maximum(logits, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+
+
+@softplus.defjvp
+def _softplus_jvp(primals, tangents):
+    (logits,), (dlogits,) = primals, tangents
+    e = jnp.exp(-jnp.abs(logits))
+    value = jnp.maximum(logits, 0.0) + jnp.log1p(e)
+    return value, jnp.where(logits >= 0, 1.0, e) / (1.0 + e) * dlogits
 
 
 def gaussian_log_likelihood(mean: jax.Array, x: jax.Array, log_std: jax.Array) -> jax.Array:
@@ -213,14 +233,23 @@ def _elbo_draw(model: VAE, x, key, beta=1.0, target=None) -> tuple[dict, jax.Arr
 
 
 def log_importance_weights(model: VAE, x: jax.Array, key: jax.Array, k: int,
-                           post: Posterior | None = None) -> jax.Array:
+                           post: Posterior | None = None, rows: int | None = None) -> jax.Array:
     """log w_i = log p(x, z_i) - log q(z_i|x) for k draws z_i ~ q(z|x). x: [batch, D] -> [k, batch].
 
     post: q(z|x) for this batch when the caller already has it (saves an encoder pass).
+    rows: decode about this many codes at a time (the k draws split into equal parts, in a
+    ``lax.map``; the same draws and numbers): bounds memory to rows x D decoder outputs and,
+    at a few thousand, keeps them in a CPU's cache. None decodes all k x batch at once.
     """
     post = model.encode(x) if post is None else post
-    z = sample_posterior(key, post, k)
-    return log_joint(model, x, z) - posterior_log_density(z, post)
+    z = sample_posterior(key, post, k)                                    # [k, batch, L]
+    if rows is None or rows >= k * x.shape[0]:
+        joint = log_joint(model, x, z)
+    else:
+        per_part = max(d for d in range(1, k + 1) if k % d == 0 and d * x.shape[0] <= max(rows, x.shape[0]))
+        parts = z.reshape(k // per_part, per_part, *z.shape[1:])          # [parts, per_part, batch, L]
+        joint = jax.lax.map(lambda zp: log_joint(model, x, zp), parts).reshape(k, x.shape[0])
+    return joint - posterior_log_density(z, post)
 
 
 def iwae_bound(model: VAE, x: jax.Array, key: jax.Array, k: int) -> jax.Array:
@@ -322,7 +351,7 @@ def training_loss(model: VAE, x: jax.Array, key: jax.Array, step: jax.Array, spe
     return jnp.mean(loss), {"rec": t["rec"], "kl": t["kl"], "kl_weight": weight}
 
 
-__all__ = ["LOGVAR_LIMIT", "bernoulli_log_likelihood", "gaussian_log_likelihood", "gaussian_log_density",
+__all__ = ["LOGVAR_LIMIT", "bernoulli_log_likelihood", "softplus", "gaussian_log_likelihood", "gaussian_log_density",
            "standard_normal_log_density", "posterior_log_density", "observation_log_likelihood",
            "decoder_log_likelihood", "log_joint", "kl_per_dim", "kl_divergence", "monte_carlo_kl",
            "tc_decomposition", "beta_tcvae_objective", "elbo_terms",

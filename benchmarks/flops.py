@@ -13,6 +13,15 @@ Reference rate: jnp.dot of two float32 2048x2048 matrices, jitted, best of sever
 calls (2 * 2048^3 FLOP each). Epochs and matmul timings alternate in one run so that
 both see the same machine conditions.
 
+The honest ceiling of a batch-128 step is its **matmul-only skeleton** (issue 22): the same
+epoch (one ``lax.scan`` over the same 468 gathered minibatches) whose step does only the
+eleven matmuls of the real step, with the same shapes — forward 784x400, 400x40, 20x400,
+400x784 and the backward products for every weight and hidden input — and nothing else:
+no activation, sampling, loss, RNG or optimizer (the gradients are added into a carried
+sum so that XLA cannot drop them). Each round times the real epoch, the real epoch without
+dynamic binarization (what the Bernoulli draws cost) and the skeleton, alternating; the
+step's fraction of its skeleton is skeleton time / real time (goal >= 0.9).
+
   python benchmarks/flops.py --repeats 5
 """
 from __future__ import annotations
@@ -61,6 +70,48 @@ def matmul_timer():
     return best_of
 
 
+def skeleton_epoch_runner(x_train, batch: int = 128):
+    """one_epoch() runs the matmul-only skeleton of a training epoch and returns its seconds."""
+    data = jnp.asarray(x_train)
+    steps = len(x_train) // batch
+    keys = jax.random.split(jax.random.PRNGKey(0), len(LAYERS))
+    weights = [0.01 * jax.random.normal(k, shape) for k, shape in zip(keys, LAYERS)]
+    latent = LAYERS[2][0]
+
+    def step(carry, idx):
+        w, acc = carry
+        x = data[idx]                                              # [batch, 784]
+        h1 = x @ w[0]                                              # forward
+        head = h1 @ w[1]
+        z = head[:, :latent]
+        h2 = z @ w[2]
+        out = h2 @ w[3]
+        d_out = out                                                # stands in for dloss/dlogits
+        d_h2 = d_out @ w[3].T                                      # backward
+        d_z = d_h2 @ w[2].T
+        d_head = jnp.concatenate([d_z, d_z], axis=1)
+        grads = [x.T @ (d_head @ w[1].T), h1.T @ d_head, z.T @ d_h2, h2.T @ d_out]
+        return (w, [a + g for a, g in zip(acc, grads)]), None
+
+    @jax.jit
+    def epoch(w, acc, key):
+        order = jax.random.permutation(key, len(x_train))[: steps * batch].reshape(steps, batch)
+        (_, acc), _ = jax.lax.scan(step, (w, acc), order, unroll=2)
+        return acc
+
+    state = {"i": 0}
+
+    def one_epoch():
+        acc = [jnp.zeros_like(w) for w in weights]
+        key = jax.random.fold_in(jax.random.PRNGKey(1), state["i"])
+        t0 = time.perf_counter()
+        jax.block_until_ready(epoch(weights, acc, key))
+        state["i"] += 1
+        return time.perf_counter() - t0
+
+    return one_epoch
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--repeats", type=int, default=5, help="rounds of (one epoch, a few matmuls)")
@@ -73,20 +124,36 @@ def main():
           f"input gradient: {tight:,}")
     x_train = load_mnist().x_train
     epoch, n_img, _ = jax_epoch_runner(x_train)
+    plain_epoch, _, _ = jax_epoch_runner(x_train, binarize=False)
+    skeleton = skeleton_epoch_runner(x_train)
     peak = matmul_timer()
     l0 = os.getloadavg()[0]
     compile_s = epoch()
+    plain_epoch(), skeleton()
     print(f"first epoch incl. compilation {compile_s:.2f} s; {n_img} images per epoch, batch 128")
-    rates, peaks = [], []
+    rates, peaks, times, plain, skel = [], [], [], [], []
     for r in range(args.repeats):
-        t = epoch()
-        rates.append(n_img * full / t)
+        times.append(epoch())
+        rates.append(n_img * full / times[-1])
+        plain.append(plain_epoch())
+        skel.append(skeleton())
         peaks.append(peak(args.matmuls))
-        print(f"  round {r + 1}: epoch {t:.3f} s = {n_img / t:8.0f} img/s = {rates[-1] / 1e9:6.1f} GFLOP/s;"
-              f" 2048^2 matmul best {peaks[-1] / 1e9:6.1f} GFLOP/s; load {os.getloadavg()[0]:.2f}")
+        print(f"  round {r + 1}: epoch {times[-1]:.3f} s = {n_img / times[-1]:8.0f} img/s = {rates[-1] / 1e9:6.1f} "
+              f"GFLOP/s; without binarization {plain[-1]:.3f} s; matmul-only skeleton {skel[-1]:.3f} s "
+              f"(fraction {skel[-1] / times[-1]:.3f}); 2048^2 matmul best {peaks[-1] / 1e9:6.1f} GFLOP/s; "
+              f"load {os.getloadavg()[0]:.2f}")
     l1 = os.getloadavg()[0]
     pk = max(peaks)
     med, best = statistics.median(rates), max(rates)
+    t_step, t_plain, t_skel = statistics.median(times), statistics.median(plain), statistics.median(skel)
+    print("SKELETON")
+    print(f"  median epoch: real step {t_step:.3f} s, without binarization {t_plain:.3f} s, matmul-only "
+          f"skeleton {t_skel:.3f} s; the step's fraction of its skeleton {t_skel / t_step:.3f} (goal >= 0.9: "
+          f"{'MET' if t_skel / t_step >= 0.9 else 'NOT MET'}); per round "
+          f"{', '.join(f'{s / t:.3f}' for s, t in zip(skel, times))}")
+    print(f"  of the real epoch: matmuls {t_skel / t_step:.0%}, dynamic binarization "
+          f"{(t_step - t_plain) / t_step:.0%}, everything else (activations, sampling, loss, Adam) "
+          f"{(t_plain - t_skel) / t_step:.0%}")
     print("RESULT")
     print(f"  matmul rate (float32 2048x2048 jnp.dot, best of {args.repeats * args.matmuls}): {pk / 1e9:.1f} GFLOP/s")
     print(f"  training epoch: median {med / 1e9:.1f} GFLOP/s ({med / full:.0f} img/s), best {best / 1e9:.1f} GFLOP/s")

@@ -46,10 +46,11 @@ BATCH = 128
 QUICK_IMAGES = 6016  # --quick: 47 steps of 128
 
 
-def jax_epoch_runner(x_train):
-    """one_epoch() trains the 784-400-20 VAE for one more epoch and returns its seconds."""
+def jax_epoch_runner(x_train, binarize: bool = True):
+    """one_epoch() trains the 784-400-20 VAE for one more epoch and returns its seconds.
+    binarize=False skips the dynamic binarization (to measure what it costs)."""
     model_cfg = ModelConfig(latent_dim=20, hidden=(400,), activation="relu")
-    cfg = TrainConfig(epochs=1, batch_size=BATCH, learning_rate=1e-3)
+    cfg = TrainConfig(epochs=1, batch_size=BATCH, learning_rate=1e-3, binarize=binarize)
     data = jnp.asarray(x_train)
     model = build_model(model_cfg, jax.random.PRNGKey(0))
     steps = len(x_train) // BATCH

@@ -15,6 +15,8 @@ Small, tested functions the notebook calls so that it holds no model or metric c
   log_likelihood_cached  vae_core.evaluate.log_marginal_likelihood, memoised on disk
   ModelTracker           train_or_load that counts trained vs cached models and records
                          the notebook's cold-cache and cached wall times
+  paper_footing          shipped models' NLL (k = 5,000, all 10,000 test images) from their
+                         cards, in rows beside a published number
   check_*                the exercises' checkers (each returns a vae_core.exercises.Verdict)
 
 Reconstructions, tables and metrics come from the engine: ``vae_core.evaluate.reconstruct``,
@@ -37,6 +39,7 @@ import optax
 from flax import nnx
 from scipy.stats import norm
 
+from vae_core import shipped
 from vae_core.checkpoint import cache_dir, train_or_load
 from vae_core.config import mode_name
 from vae_core.data import binarize, flip_noise, mask_patches  # noqa: F401  (re-exported for notebook 04)
@@ -46,6 +49,36 @@ from vae_core.files import atomic_write
 from vae_core.metrics import active_units
 from vae_core.models import VAE, Posterior, n_offdiag, params_to_arrays
 from vae_core.objectives import bernoulli_log_likelihood, kl_per_dim, log_importance_weights
+
+
+# ----------------------------------------------------------------------------- published numbers
+PAPER_FOOTING = "NLL, k = 5,000, all 10,000 test images"
+
+
+def paper_footing(names, paper: dict, cards: dict | None = None) -> list[dict]:
+    """Rows comparing shipped models with a published NLL on the same footing.
+
+    names: shipped models; each row comes from its card (``vae_core.shipped``), measured on
+    the stored weights: the network, epochs and batch, where and how long it trained, the
+    one-sample test ELBO and NLL = -log p(x) with k = 5,000 importance samples on all
+    10,000 test images (None where it has not been measured). paper: the published row,
+    e.g. {"model": "IWAE paper, VAE", "nll": 86.76}, appended last.
+    """
+    cards = shipped.load_cards() if cards is None else cards
+    rows = []
+    for name in names:
+        c = cards[name]
+        m, t = c["model_config"], c["train_config"]
+        hidden = "-".join(str(h) for h in m["hidden"])
+        on_footing = c.get("logpx_k") == 5000 and c.get("logpx_images") == 10000
+        rows.append({"model": name, "network": f"784-{hidden}-{m['latent_dim']} {m['activation']}",
+                     "training": f"{c['epochs']:,} epochs, batch {t['batch_size']}",
+                     "trained on": f"{c['device']}, {c['train_minutes'] / 60:.1f} h" if c["train_minutes"] >= 60
+                     else f"{c['device']}, {c['train_minutes']:.0f} min",
+                     "elbo": c["test_elbo"],
+                     "nll": -c["test_logpx"] if on_footing else None,
+                     "nll_se": c["test_logpx_stderr"] if on_footing else None})
+    return rows + [{"elbo": None, "nll_se": None, **paper}]
 
 
 # ----------------------------------------------------------------------------- latents
@@ -409,7 +442,7 @@ def check_masked_errors(errors, model: VAE, masked, clean_grey, mask) -> Verdict
     return check_close(errors, expected, rtol=1e-4, atol=1e-5, hint=hint, what="your two errors")
 
 
-__all__ = ["order_by_kl", "normal_grid", "prior_samples", "mean_abs_error", "denoising_scores",
+__all__ = ["PAPER_FOOTING", "paper_footing", "order_by_kl", "normal_grid", "prior_samples", "mean_abs_error", "denoising_scores",
            "fit_posterior", "log_weights", "elbo_estimate", "mean_and_se",
            "gaussian_decoder_report", "log_likelihood_cached", "ModelTracker", "check_elbo", "subset_average", "check_subset_average",
            "check_iwae_curve", "train_test_gap", "check_overfitting_gaps", "check_masked_errors"]

@@ -1,10 +1,11 @@
 """Add the slow metrics to the shipped models' cards, measured on the stored weights.
 
     python scripts/measure_shipped.py            # every card still missing its metric
+    python scripts/measure_shipped.py 04_main_L20 01_vae_2d   # just these, in this order
     python scripts/measure_shipped.py --only mig  # just MIG of the sprite models (seconds)
 
 MNIST VAEs get log p(x): importance sampling with k = 5,000 on all 10,000 test images
-(binarized once with TEST_BINARIZATION_SEED; sample key LOGPX_SEED), about 4 minutes a
+(binarized once with TEST_BINARIZATION_SEED; sample key LOGPX_SEED), about 2 minutes a
 model on a 2-core CPU. Sprite models get MIG on the first 10,000 sprites they were
 trained on (the procedural set of notebook 05). Each card is written as soon as its
 metric is done, so a stopped run continues with the next model.
@@ -35,9 +36,14 @@ K, MIG_IMAGES = 5000, 10000
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("names", nargs="*", help="shipped models to measure, in this order (default: all)")
     p.add_argument("--only", choices=("mig", "logpx"))
     args = p.parse_args()
     cards = shipped.load_cards()
+    unknown = sorted(set(args.names) - set(cards))
+    if unknown:
+        p.error(f"no shipped models named {unknown}; see MODELS.md")
+    cards = {n: cards[n] for n in (args.names or cards)}
     cards = {n: c for n, c in cards.items() if c.get("kind") != "conditional"}  # their cards carry their own metrics
     todo_mig = [n for n, c in cards.items() if c["train_shape"][1] == 32 * 32 and "mig" not in c]
     todo_ll = [n for n, c in cards.items() if c["train_shape"][1] == 784 and "test_logpx" not in c

@@ -27,7 +27,7 @@ prints one line saying what it loaded. `VAE_RETRAIN=1` trains from scratch inste
   Sprite models: the first 2,000 sprites of notebook 05's procedural set (binary already),
   which they were also trained on. For an autoencoder the number is log p(x|z) alone.
 - **log p(x)**: importance-sampled with k samples on all 10,000 test images (± standard
-  error), added by `python scripts/measure_shipped.py` (about 4 minutes a model on a 2-core
+  error), added by `python scripts/measure_shipped.py` (about 2 minutes a model on a 2-core
   CPU); "—" where it has not been measured yet. **MIG** for the sprite models: on the first
   10,000 sprites.
 - **Rebuild** a notebook's models with `python scripts/ship_models.py NN --from-scratch`

@@ -366,3 +366,16 @@ def test_gaussian_decoder_report(small):
     assert np.isclose(gaussian_decoder_report(fixed, grey, jax.random.PRNGKey(0))["sigma_min"], 0.1)
     with pytest.raises(ValueError, match="Gaussian-decoder"):
         gaussian_decoder_report(small, grey, jax.random.PRNGKey(0))
+
+
+def test_paper_footing_reads_cards_and_leaves_unmeasured_nll_empty():
+    card = {"model_config": {"hidden": [200, 200], "latent_dim": 50, "activation": "tanh"},
+            "train_config": {"batch_size": 20}, "epochs": 3280, "device": "CPU (x86_64)", "train_minutes": 90.0,
+            "test_elbo": -88.5, "test_logpx": -86.9, "test_logpx_stderr": 0.2, "logpx_k": 5000, "logpx_images": 10000}
+    short = {**card, "epochs": 20, "train_minutes": 3.0, "logpx_images": 1000}     # not on the paper's footing
+    rows = nb04_bernoulli.paper_footing(["a", "b"], {"model": "paper", "nll": 86.76}, cards={"a": card, "b": short})
+    assert [r["model"] for r in rows] == ["a", "b", "paper"]
+    assert rows[0]["network"] == "784-200-200-50 tanh" and rows[0]["training"] == "3,280 epochs, batch 20"
+    assert rows[0]["trained on"] == "CPU (x86_64), 1.5 h" and rows[1]["trained on"] == "CPU (x86_64), 3 min"
+    assert rows[0]["nll"] == 86.9 and rows[0]["nll_se"] == 0.2 and rows[0]["elbo"] == -88.5
+    assert rows[1]["nll"] is None and rows[2]["nll"] == 86.76 and rows[2]["elbo"] is None

@@ -3,8 +3,8 @@
 The test copies tests/browser/explorer.ipynb to a temporary folder, starts JupyterLab
 there on a free localhost port with a random token (the kernel is this virtual
 environment's python), opens the notebook in headless Chromium, runs all cells from the
-Run menu (the notebook trains a one-epoch model with vae_core.train and ends a cell with
-``LatentSliders(result.model, ...)``, which the Explorer base displays as its widget),
+Run menu (the notebook loads notebook 04's shipped main model and ends a cell with
+``LatentSliders(main.model, ...)`` as notebook 04 does, which the Explorer base displays as its widget),
 waits for the explorer, moves the top latent slider with the keyboard (focus +
 ArrowRight), and checks that
 

@@ -71,7 +71,7 @@ def paper_footing(names, paper: dict, cards: dict | None = None) -> list[dict]:
         m, t = c["model_config"], c["train_config"]
         hidden = "-".join(str(h) for h in m["hidden"])
         on_footing = c.get("logpx_k") == 5000 and c.get("logpx_images") == 10000
-        rows.append({"model": name, "network": f"784-{hidden}-{m['latent_dim']} {m['activation']}",
+        rows.append({"model": name, "network": f"{c['train_shape'][1]}-{hidden}-{m['latent_dim']} {m['activation']}",
                      "training": f"{c['epochs']:,} epochs, batch {t['batch_size']}",
                      "trained on": f"{c['device']}, {c['train_minutes'] / 60:.1f} h" if c["train_minutes"] >= 60
                      else f"{c['device']}, {c['train_minutes']:.0f} min",

@@ -45,6 +45,13 @@ def main() -> int:
         p.error(f"no shipped models named {unknown}; see MODELS.md")
     cards = {n: cards[n] for n in (args.names or cards)}
     cards = {n: c for n, c in cards.items() if c.get("kind") != "conditional"}  # their cards carry their own metrics
+    for name in args.names:
+        card = shipped.load_cards()[name]
+        why = ("a conditional model (its card carries its own metrics)" if card.get("kind") == "conditional" else
+               "an autoencoder (no log p(x))" if card["model_config"].get("deterministic") else
+               "already measured" if "test_logpx" in card or "mig" in card else None)
+        if why:
+            print(f"{name}: skipped, {why}")
     todo_mig = [n for n, c in cards.items() if c["train_shape"][1] == 32 * 32 and "mig" not in c]
     todo_ll = [n for n, c in cards.items() if c["train_shape"][1] == 784 and "test_logpx" not in c
                and not c["model_config"]["deterministic"]]

@@ -331,3 +331,5 @@ def test_is_mnist_split_recognizes_the_first_images_of_each_split():
     assert not ckpt._is_mnist_split(mnist.x_test[:50], "train")
     assert not ckpt._is_mnist_split(mnist.x_train[1:51], "train")      # not the first images
     assert not ckpt._is_mnist_split(mnist.x_train[:50, :100], "train")  # not 784 pixels
+    with pytest.raises(ValueError, match="split"):
+        ckpt._is_mnist_split(mnist.x_train[:50], "validation")

@@ -369,7 +369,7 @@ def test_gaussian_decoder_report(small):
 
 
 def test_paper_footing_reads_cards_and_leaves_unmeasured_nll_empty():
-    card = {"model_config": {"hidden": [200, 200], "latent_dim": 50, "activation": "tanh"},
+    card = {"model_config": {"hidden": [200, 200], "latent_dim": 50, "activation": "tanh"}, "train_shape": [60000, 784],
             "train_config": {"batch_size": 20}, "epochs": 3280, "device": "CPU (x86_64)", "train_minutes": 90.0,
             "test_elbo": -88.5, "test_logpx": -86.9, "test_logpx_stderr": 0.2, "logpx_k": 5000, "logpx_images": 10000}
     short = {**card, "epochs": 20, "train_minutes": 3.0, "logpx_images": 1000}     # not on the paper's footing
@@ -379,3 +379,9 @@ def test_paper_footing_reads_cards_and_leaves_unmeasured_nll_empty():
     assert rows[0]["trained on"] == "CPU (x86_64), 1.5 h" and rows[1]["trained on"] == "CPU (x86_64), 3 min"
     assert rows[0]["nll"] == 86.9 and rows[0]["nll_se"] == 0.2 and rows[0]["elbo"] == -88.5
     assert rows[1]["nll"] is None and rows[2]["nll"] == 86.76 and rows[2]["elbo"] is None
+
+
+def test_paper_footing_reads_the_real_cards():
+    (row, paper) = nb04_bernoulli.paper_footing(["04_main_L20"], {"model": "paper", "nll": 86.76})
+    assert row["model"] == "04_main_L20" and row["network"] == "784-400-20 relu"
+    assert row["training"] == "20 epochs, batch 128" and row["elbo"] < -90 and paper["nll"] == 86.76

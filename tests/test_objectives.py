@@ -281,7 +281,7 @@ def test_log_importance_weights_decoded_in_parts_are_the_same_numbers(small):
     model, x = small                                   # 6 images
     key = jax.random.PRNGKey(8)
     whole = obj.log_importance_weights(model, x, key, 10)
-    for rows in (6, 12, 30, 59, 1000):                 # parts of 1, 2, 5, 5 draws; 1000: all at once
+    for rows in (6, 12, 30, 59, 1000):                 # parts of 1, 2, 5, 9 (last one padded) draws; all
         parts = obj.log_importance_weights(model, x, key, 10, rows=rows)
         assert parts.shape == (10, 6)
         np.testing.assert_allclose(parts, whole, atol=1e-4)
@@ -295,6 +295,13 @@ def test_softplus_matches_jax_and_its_gradient_is_the_sigmoid():
     assert bool(jnp.all(jnp.isfinite(obj.softplus(l))))
     np.testing.assert_allclose(jax.vmap(jax.grad(obj.softplus))(l), jax.nn.sigmoid(l), atol=1e-6)
     assert float(jax.grad(obj.softplus)(0.0)) == 0.5      # all-zero logits still train
+    second = jax.vmap(jax.hessian(obj.softplus))(l[7:])   # sigmoid'(l), for grad-of-grad users
+    np.testing.assert_allclose(second, jax.nn.sigmoid(l[7:]) * jax.nn.sigmoid(-l[7:]), atol=1e-6)
+    for dtype in (jnp.float16, jnp.bfloat16):              # stays in the input's dtype
+        half = l[7:50].astype(dtype)
+        assert obj.softplus(half).dtype == dtype and jax.grad(lambda v: obj.softplus(v).sum())(half).dtype == dtype
+        np.testing.assert_allclose(obj.softplus(half).astype(jnp.float32),
+                                   jax.nn.softplus(half).astype(jnp.float32), rtol=1e-2, atol=1e-2)
 
 
 def _grads(model, fn):

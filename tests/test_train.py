@@ -392,6 +392,13 @@ def test_evaluate_and_log_marginal_likelihood(trained, test_bin):
     ll_bar = log_marginal_likelihood(model, x, jax.random.PRNGKey(2), k=200, k_chunk=50, batch_size=7,
                                         progress=True)
     assert ll_bar.shape == (64,) and abs(float(ll_bar.mean() - ll.mean())) < 1.0
+    # decoding in parts (any size, the last one padded) gives the same draws and numbers
+    for rows in (None, 7, 30, 100):
+        parts = log_marginal_likelihood(model, x, jax.random.PRNGKey(2), k=200, k_chunk=50, batch_size=7,
+                                        decoder_rows=rows)
+        np.testing.assert_allclose(parts, ll, atol=1e-4)
+    with pytest.raises(ValueError, match="decoder_rows"):
+        log_marginal_likelihood(model, x, jax.random.PRNGKey(2), k=200, k_chunk=50, decoder_rows=0)
     with pytest.raises(ValueError, match="k must be >= 1"):
         log_marginal_likelihood(model, x, jax.random.PRNGKey(2), k=0)
     with pytest.raises(ValueError, match="multiple of k_chunk"):

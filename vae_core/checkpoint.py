@@ -539,6 +539,8 @@ def _ship_from_notebook(name: str, result: TrainResult, x_train, x_test, noteboo
 def _is_mnist_split(x, split: str) -> bool:
     """x: [n, 784] is the first n images of MNIST's ``split`` ("train" or "test"), so a card
     can carry MNIST's checksum."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     if np.ndim(x) != 2 or np.shape(x)[1] != 784:
         return False
     try:

@@ -333,3 +333,19 @@ def test_is_mnist_split_recognizes_the_first_images_of_each_split():
     assert not ckpt._is_mnist_split(mnist.x_train[:50, :100], "train")  # not 784 pixels
     with pytest.raises(ValueError, match="split"):
         ckpt._is_mnist_split(mnist.x_train[:50], "validation")
+
+
+def test_a_shipped_checkpoint_stores_its_history_compactly(trained, tmp_path):
+    long = {k: list(v) * 200 for k, v in trained.history.items()}         # a long run's history
+    long["note"] = ["a", "b"]                                               # not numbers: stays JSON
+    result = TrainResult(trained.model, long, SMALL, FAST)
+    plain = ckpt.save_checkpoint(tmp_path / "plain.msgpack", result)
+    compact = ckpt.save_checkpoint(tmp_path / "compact.msgpack", result, dtype="float16")
+    assert compact.stat().st_size < 0.6 * plain.stat().st_size
+    back = ckpt.load_checkpoint(compact).history
+    assert list(back) == list(long) and back["note"] == ["a", "b"]
+    for k, v in long.items():
+        if k != "note":
+            np.testing.assert_allclose(np.asarray(back[k]), np.asarray(v), rtol=1e-6)
+            assert isinstance(back[k], list)
+    assert ckpt.load_checkpoint(plain).history == long                     # without a dtype: exact

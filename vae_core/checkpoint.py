@@ -103,10 +103,17 @@ def save_checkpoint(path, result: TrainResult, extra: dict | None = None, dtype=
     trained on; a shipped model's card lives in cards.json, see :mod:`vae_core.shipped`).
     dtype: store the parameters in this dtype (e.g. 'float16'); loading casts them back
     to the model's float32. A parameter that does not fit the dtype (overflow to inf)
-    raises ValueError naming it.
+    raises ValueError naming it. With a dtype (a shipped model) the history's numeric series
+    are also stored compactly, as float32 arrays (4 bytes a number instead of about 20 of
+    JSON: 3,280 epochs of 50 KL values per latent took 3.6 MB as JSON); they load as lists.
     """
+    history, series = result.history, {}
+    if dtype is not None:
+        series = {k: np.asarray(v, np.float32) for k, v in history.items() if _is_numeric_series(v)}
+        history = {k: v for k, v in history.items() if k not in series}
     meta = {"model_config": result.model_config.to_dict(), "train_config": result.train_config.to_dict(),
-            "history": result.history, "vae_core_version": __version__, "extra": extra or {}}
+            "history": history, "history_order": list(result.history), "vae_core_version": __version__,
+            "extra": extra or {}}
     params = params_to_arrays(result.model)
     if dtype is not None:
         with np.errstate(over="ignore"):  # an overflow is reported below, by name
@@ -115,7 +122,24 @@ def save_checkpoint(path, result: TrainResult, extra: dict | None = None, dtype=
         if bad:
             raise ValueError(f"parameters {bad} do not fit in {dtype} (values beyond its range); store float32")
         params = cast
-    return atomic_write(path, _seal({"params": params, "meta": json.dumps(meta)}, FORMAT))
+    return atomic_write(path, _seal({"params": params, "meta": json.dumps(meta), "history": series}, FORMAT))
+
+
+def _is_numeric_series(values) -> bool:
+    """A non-empty list of numbers, or of equal-length lists of numbers (e.g. KL per latent per epoch)."""
+    try:
+        a = np.asarray(values)
+    except ValueError:  # ragged
+        return False
+    return isinstance(values, (list, tuple, np.ndarray)) and a.size > 0 and a.dtype.kind in "fiu"
+
+
+def _history(inner: dict, meta: dict) -> dict:
+    """The history as saved: JSON lists, plus the numeric series stored as arrays, in the saved order."""
+    history = dict(meta["history"])
+    history.update({k: np.asarray(v).tolist() for k, v in (inner.get("history") or {}).items()})
+    order = meta.get("history_order", list(history))
+    return {k: history[k] for k in order if k in history} | {k: v for k, v in history.items() if k not in order}
 
 
 def load_checkpoint(path, *, model_config: ModelConfig | None = None,
@@ -131,7 +155,7 @@ def load_checkpoint(path, *, model_config: ModelConfig | None = None,
     saved = (ModelConfig.from_dict(meta["model_config"]), TrainConfig.from_dict(meta["train_config"]))
     _check_configs(path, saved, (model_config, train_config))
     model = _model_from_arrays(saved[0], inner["params"], f"Checkpoint {path}")
-    return TrainResult(model, meta["history"], *saved, extra=meta.get("extra", {}))
+    return TrainResult(model, _history(inner, meta), *saved, extra=meta.get("extra", {}))
 
 
 # ----------------------------------------------------------------------------- conditional models

@@ -326,13 +326,13 @@ def test_train_or_load_conditional_caches_by_configs_data_and_spec(tmp_path, cap
 def test_is_mnist_split_recognizes_the_first_images_of_each_split():
     from vae_core.data import load_mnist
     mnist = load_mnist()
-    assert ckpt._is_mnist_split(mnist.x_train[:50], "train")
-    assert ckpt._is_mnist_split(mnist.x_test[:50], "test")
-    assert not ckpt._is_mnist_split(mnist.x_test[:50], "train")
-    assert not ckpt._is_mnist_split(mnist.x_train[1:51], "train")      # not the first images
-    assert not ckpt._is_mnist_split(mnist.x_train[:50, :100], "train")  # not 784 pixels
+    assert ckpt.is_mnist_split(mnist.x_train[:50], "train")
+    assert ckpt.is_mnist_split(mnist.x_test[:50], "test")
+    assert not ckpt.is_mnist_split(mnist.x_test[:50], "train")
+    assert not ckpt.is_mnist_split(mnist.x_train[1:51], "train")      # not the first images
+    assert not ckpt.is_mnist_split(mnist.x_train[:50, :100], "train")  # not 784 pixels
     with pytest.raises(ValueError, match="split"):
-        ckpt._is_mnist_split(mnist.x_train[:50], "validation")
+        ckpt.is_mnist_split(mnist.x_train[:50], "validation")
 
 
 def test_a_shipped_checkpoint_stores_its_history_compactly(trained, tmp_path):

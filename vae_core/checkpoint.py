@@ -315,7 +315,7 @@ def ship_conditional(name: str, result: ConditionalResult, train_config: TrainCo
         "test_data": shipped.data_fingerprint(x_test), "test_images": int(len(x_test)),
         "test_binarization_seed": shipped.TEST_BINARIZATION_SEED if train_config.binarize else None,
         **after, "test_elbo_float32": round(before["test_elbo"], 4), "stored_dtype": shipped.STORED_DTYPE,
-        "mnist_sha256": shipped.mnist_checksum() if _is_mnist_split(x_test, "test") else None,
+        "mnist_sha256": shipped.mnist_checksum() if is_mnist_split(x_test, "test") else None,
         "file_sha256": file_sha256(path), "file_bytes": path.stat().st_size,
     }
     card["test_elbo"] = round(card["test_elbo"], 4)
@@ -557,10 +557,10 @@ def _ship_from_notebook(name: str, result: TrainResult, x_train, x_test, noteboo
         "notebook": notebook, "command": shipped.rebuild_command(name, notebook),
         "device": result.extra.get("device", "not recorded (trained before devices were recorded)"),
         "wall_seconds": result.extra.get("wall_seconds"),
-        "mnist_sha256": shipped.mnist_checksum() if _is_mnist_split(x_train, "train") else None})
+        "mnist_sha256": shipped.mnist_checksum() if is_mnist_split(x_train, "train") else None})
 
 
-def _is_mnist_split(x, split: str) -> bool:
+def is_mnist_split(x, split: str) -> bool:
     """x: [n, 784] is the first n images of MNIST's ``split`` ("train" or "test"), so a card
     can carry MNIST's checksum."""
     if split not in ("train", "test"):
@@ -601,4 +601,4 @@ def cache_path(name, model_config, train_config, x_train, directory=None) -> Pat
 __all__ = ["CACHE_ENV", "CheckpointError", "cache_dir", "save_checkpoint", "save_conditional", "load_conditional", "train_or_load_conditional",
            "conditional_test_pairs", "conditional_test_metrics", "ship_conditional", "load_shipped_conditional",
            "load_checkpoint", "file_sha256", "load_shipped", "fixed_test_set", "ship_model", "retrain_requested", "save_training_state", "load_training_state", "train_resumable", "train_or_load",
-           "find_cached", "cache_path"]
+           "find_cached", "cache_path", "is_mnist_split"]

@@ -218,6 +218,28 @@ def log_likelihood_cached(model: VAE, x, key, *, k: int, directory=None, **kwarg
     return ll
 
 
+def card_log_likelihood(result) -> tuple[float, float, str] | None:
+    """A shipped model's test log p(x) from its card: (mean, standard error, 'k = 5000, 10,000
+    images'), measured on the stored weights with all the test images when it was shipped;
+    None for a trained or cached model, or a card without one."""
+    card = result.extra if getattr(result, "source", None) == "shipped" else {}
+    if "test_logpx" not in card:
+        return None
+    return (float(card["test_logpx"]), float(card.get("test_logpx_stderr", float("nan"))),
+            f"k = {card['logpx_k']}, {card['logpx_images']:,} images")
+
+
+def sweep_log_likelihood(result, x, key, *, n: int, k: int) -> tuple[float, str]:
+    """log p(x) of one model of a sweep and where it comes from: the card's (all the test
+    images, k = 5,000; see :func:`card_log_likelihood`) for a shipped model, else estimated
+    here on the first n images of x: [N, 784] binary with k samples (cached on disk)."""
+    card = card_log_likelihood(result)
+    if card is not None:
+        return card[0], f"the model card ({card[2]})"
+    ll = log_likelihood_cached(result.model, x[:n], key, k=k, k_chunk=min(500, k))
+    return float(ll.mean()), f"estimated here (k = {k}, {min(n, len(x)):,} images)"
+
+
 class ModelTracker:
     """train_or_load that remembers which models it trained and which it loaded.
 
@@ -444,5 +466,5 @@ def check_masked_errors(errors, model: VAE, masked, clean_grey, mask) -> Verdict
 
 __all__ = ["PAPER_FOOTING", "paper_footing", "order_by_kl", "normal_grid", "prior_samples", "mean_abs_error", "denoising_scores",
            "fit_posterior", "log_weights", "elbo_estimate", "mean_and_se",
-           "gaussian_decoder_report", "log_likelihood_cached", "ModelTracker", "check_elbo", "subset_average", "check_subset_average",
+           "gaussian_decoder_report", "log_likelihood_cached", "card_log_likelihood", "sweep_log_likelihood", "ModelTracker", "check_elbo", "subset_average", "check_subset_average",
            "check_iwae_curve", "train_test_gap", "check_overfitting_gaps", "check_masked_errors"]

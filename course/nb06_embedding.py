@@ -6,9 +6,10 @@ live in :mod:`vae_core.metrics`):
   knn_accuracy      k-NN (k = 10) digit classification accuracy, estimated by stratified
                     5-fold cross-validation on the points themselves (in the latent space
                     or in the 2-d map).
-  trustworthiness   scikit-learn's trustworthiness with 10 neighbours: 1.0 when every
-                    point's 10 nearest neighbours in the map were also near it in the
-                    input space; it penalises "false neighbours" made by the map.
+  trustworthiness   trustworthiness with 10 neighbours (the number scikit-learn's gives, far
+                    faster): 1.0 when every point's 10 nearest neighbours in
+                    the map were also near it in the input space; it penalises "false
+                    neighbours" made by the map.
   seconds           the wall time of the embedding itself (neighbour search included).
 
 :func:`summarize` makes one table row per map; :func:`table_columns` gives the columns
@@ -112,9 +113,22 @@ def pca(x_fit, x, n_components: int, *, seed: int = 0) -> np.ndarray:
     return model.transform(np.asarray(x, np.float64))
 
 
-def perplexity_sweep(x, perplexities, **tsne_kwargs) -> dict[float, Map2D]:
-    """One t-SNE map per perplexity (same data, same seed): {perplexity: Map2D}."""
-    return {p: tsne(x, perplexity=p, **tsne_kwargs) for p in perplexities}
+def perplexity_sweep(x, perplexities, *, reuse=(), **tsne_kwargs) -> dict[float, Map2D]:
+    """One t-SNE map per perplexity (same data, same seed): {perplexity: Map2D}.
+
+    reuse: maps already made of this same x with these same tsne_kwargs (e.g. the
+    perplexity-30 map drawn earlier); one whose perplexity and method are in the sweep is
+    taken as it is instead of being computed again. A map of a different number of
+    points raises ValueError.
+    """
+    method = tsne_kwargs.get("method", DEFAULT_METHOD)
+    known = {}
+    for m in reuse:
+        if len(m.coords) != len(x):
+            raise ValueError(f"a reused map has {len(m.coords)} points, x has {len(x)}: not a map of x")
+        if m.method == method:
+            known[m.perplexity] = m
+    return {p: known[p] if p in known else tsne(x, perplexity=p, **tsne_kwargs) for p in perplexities}
 
 
 # --------------------------------------------------------------------------- numbers

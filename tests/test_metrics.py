@@ -204,6 +204,21 @@ def test_trustworthiness_is_one_for_an_isometry_and_low_for_noise():
     assert M.trustworthiness(x, random_map) < 0.8
 
 
+@pytest.mark.parametrize("k", [1, 5, 10, 30])
+def test_trustworthiness_equals_scikit_learns(k):
+    from sklearn.manifold import trustworthiness as sklearn_trustworthiness
+
+    rng = np.random.default_rng(k)
+    x = rng.normal(size=(700, 12))
+    for coords in (x[:, :2] + 0.3 * rng.normal(size=(700, 2)), rng.normal(size=(700, 2))):
+        ours = M.trustworthiness(x, coords, k=k, block=64)  # several blocks, the last one short
+        assert ours == pytest.approx(sklearn_trustworthiness(x, coords, n_neighbors=k), abs=1e-12)
+    with pytest.raises(ValueError, match="same n"):
+        M.trustworthiness(x, x[:10, :2])
+    with pytest.raises(ValueError, match="below n/2"):
+        M.trustworthiness(x[:10], x[:10, :2], k=5)
+
+
 # --------------------------------------------------------------------------- active units
 def test_active_units_counts_latents_whose_mean_varies():
     cfg = ModelConfig(latent_dim=4, hidden=())  # the encoder is one linear map: mean = x W + b

@@ -385,3 +385,25 @@ def test_paper_footing_reads_the_real_cards():
     (row, paper) = nb04_bernoulli.paper_footing(["04_main_L20"], {"model": "paper", "nll": 86.76})
     assert row["model"] == "04_main_L20" and row["network"] == "784-400-20 relu"
     assert row["training"] == "20 epochs, batch 128" and row["elbo"] < -90 and paper["nll"] == 86.76
+
+
+def test_sweep_log_likelihood_takes_a_shipped_card_and_estimates_the_rest(small, binary_images, tmp_path,
+                                                                          monkeypatch):
+    from vae_core.train import TrainResult
+
+    monkeypatch.setenv("VAE_CACHE_DIR", str(tmp_path))
+    card = {"test_logpx": -94.66, "test_logpx_stderr": 0.24, "logpx_k": 5000, "logpx_images": 10000}
+    shipped_result = TrainResult(small, {}, small.cfg, TrainConfig(), source="shipped", extra=card)
+    assert nb04_bernoulli.card_log_likelihood(shipped_result) == (-94.66, 0.24, "k = 5000, 10,000 images")
+    monkeypatch.setattr(nb04_bernoulli, "log_likelihood_cached", lambda *a, **k: pytest.fail("estimated"))
+    assert nb04_bernoulli.sweep_log_likelihood(shipped_result, binary_images, jax.random.PRNGKey(0), n=8, k=10) == (
+        -94.66, "the model card (k = 5000, 10,000 images)")
+    monkeypatch.undo()
+    monkeypatch.setenv("VAE_CACHE_DIR", str(tmp_path))
+    # a trained model (or a shipped card without log p(x)) is estimated here, on the first n images
+    for result in (TrainResult(small, {}, small.cfg, TrainConfig(), source="trained", extra=card),
+                   TrainResult(small, {}, small.cfg, TrainConfig(), source="shipped", extra={"test_elbo": -99.0})):
+        assert nb04_bernoulli.card_log_likelihood(result) is None
+        value, where = nb04_bernoulli.sweep_log_likelihood(result, binary_images, jax.random.PRNGKey(0), n=4, k=10)
+        direct = log_marginal_likelihood(small, binary_images[:4], jax.random.PRNGKey(0), k=10, k_chunk=10)
+        assert value == pytest.approx(float(np.mean(direct)), rel=1e-6) and where == "estimated here (k = 10, 4 images)"

@@ -54,6 +54,19 @@ def test_random_initialization_depends_on_the_seed(method):
     assert all(knn_accuracy(c, y) > 0.95 for c in runs.values())
 
 
+def test_perplexity_sweep_reuses_a_map_it_already_has():
+    x, y = blobs(n_per=40)
+    done = embedding.tsne(x, method="opentsne-bh", perplexity=10, **FAST)
+    sweep = embedding.perplexity_sweep(x, (5, 10), reuse=[done], method="opentsne-bh", **FAST)
+    assert list(sweep) == [5, 10] and sweep[10] is done
+    assert sweep[5].perplexity == 5 and knn_accuracy(sweep[5].coords, y) > 0.95
+    # a map made with another method is made again; one of other points is refused
+    other = embedding.perplexity_sweep(x, (10,), reuse=[done], method="sklearn-bh", **FAST)
+    assert other[10] is not done and other[10].method == "sklearn-bh"
+    with pytest.raises(ValueError, match="points"):
+        embedding.perplexity_sweep(x[:50], (5,), reuse=[done], **FAST)
+
+
 def test_tsne_rejects_bad_arguments():
     x, _ = blobs(n_per=10)
     with pytest.raises(ValueError, match="method"):

@@ -14,7 +14,8 @@ a fresh clone; the shipped models load from the repository):
    image has new bytes (the full path browser -> kernel -> browser).
 
 Full mode by default (the course as a teacher runs it); ``--smoke`` sets VAE_SMOKE=1.
-Figures the notebook saves into figures/ are put back byte for byte afterwards.
+Figures the notebook saves into figures/ are put back byte for byte afterwards (new ones
+removed). A run in which Lab lost the Run All request (so cells ran twice) reports no time.
 
     flock /tmp/vae_cpu.lock env VAE_DATA_DIR=/path/to/data \\
         .venv/bin/python benchmarks/lab_run_all.py [--notebook 04] [--smoke]
@@ -66,10 +67,12 @@ def run(notebook: Path, smoke: bool, timeout: float) -> dict:
                 page.wait_for_selector(".jp-NotebookPanel .jp-Notebook .jp-Cell", timeout=60_000)
                 page.wait_for_selector(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']",
                                        timeout=60_000)
-                t0 = time.monotonic()
-                lab_driver.run_all_cells(page)
-                lab_driver.wait_all_cells_ran(page, lab, timeout=timeout)
+                t0 = lab_driver.run_all_cells(page)  # the moment of the click that started the run
+                reruns = lab_driver.wait_all_cells_ran(page, lab, timeout=timeout)
                 t_cells = time.monotonic() - t0
+                if reruns:
+                    raise RuntimeError("Lab lost the Run All request and the cells were run again: "
+                                       "no clean measurement; run the benchmark again")
                 lab_driver.assert_no_cell_errors(page)
                 slider, image = explorer_parts(page)
                 image.scroll_into_view_if_needed()
@@ -88,9 +91,11 @@ def run(notebook: Path, smoke: bool, timeout: float) -> dict:
             finally:
                 browser.close()
     finally:
-        for path, data in figures.items():
-            if path.read_bytes() != data:
-                path.write_bytes(data)
+        for path in (ROOT / "figures").glob("*.png"):  # the repository's figures as they were
+            if path not in figures:
+                path.unlink()
+            elif path.read_bytes() != figures[path]:
+                path.write_bytes(figures[path])
         shutil.rmtree(workdir, ignore_errors=True)
     own = next((t.strip() for t in outputs if t.startswith("this run (")), "?")
     return {"cells": t_cells, "slider": t_slider, "own": own}

@@ -219,12 +219,13 @@ def log_likelihood_cached(model: VAE, x, key, *, k: int, directory=None, **kwarg
 
 
 def card_log_likelihood(result) -> tuple[float, float, str] | None:
-    """A shipped model's test log p(x) from its card: (mean, standard error, 'k = 5000, 10,000
-    images'), measured on the stored weights with all the test images when it was shipped;
-    None for a trained or cached model, or a card without one."""
+    """A shipped Bernoulli model's test log p(x) from its card: (mean, standard error, 'k = 5000,
+    10,000 images'), measured on the stored weights with all the test images (binarized once
+    with ``vae_core.shipped.TEST_BINARIZATION_SEED``) when it was shipped; None for a trained
+    or cached model, a card without one, or a Gaussian decoder's card (a density)."""
     card = result.extra if getattr(result, "source", None) == "shipped" else {}
-    if "test_logpx" not in card:
-        return None
+    if "test_logpx" not in card or card.get("model_config", {}).get("likelihood", "bernoulli") != "bernoulli":
+        return None  # nothing measured, or a Gaussian decoder's density of grey pixels (not binary nats)
     return (float(card["test_logpx"]), float(card.get("test_logpx_stderr", float("nan"))),
             f"k = {card['logpx_k']}, {card['logpx_images']:,} images")
 

@@ -141,16 +141,18 @@ WATCH_JS = """(img) => {
 }"""
 
 
-def run_all_cells(page, attempts: int = 3) -> None:
-    """Run > Run All Cells, and make sure the first code cell really started.
+def run_all_cells(page, attempts: int = 3) -> float:
+    """Run > Run All Cells, make sure the run really started; returns the click's time.
 
     Right after the notebook opens, Lab may still be (re)connecting the kernel's
     websocket; a run request in that window can be dropped without any message. So wait
     for the kernel to be idle and Lab's HTTP traffic to settle, click Run All Cells, and
-    check the first code cell's prompt turns to [*] or [n]; if it does not within 20 s,
-    click again (nothing ran, so nothing runs twice).
+    check that a prompt turns to [*] (Lab marks every queued cell so) or otherwise changes;
+    if none does within 20 s, click again (nothing ran, so nothing runs twice). A notebook
+    saved with its outputs already shows [n] prompts, hence the comparison with before.
+    Returns time.monotonic() at the click that started the run.
     """
-    first_prompt = page.locator(".jp-CodeCell .jp-InputArea-prompt").first
+    prompts = page.locator(".jp-CodeCell .jp-InputArea-prompt")
     for attempt in range(attempts):
         page.wait_for_selector(".jp-NotebookPanel .jp-Notebook-ExecutionIndicator[data-status='idle']",
                                timeout=60_000)
@@ -162,31 +164,35 @@ def run_all_cells(page, attempts: int = 3) -> None:
         # enabled for) the current notebook.
         page.locator(".jp-NotebookPanel .jp-Notebook .jp-Cell").first.click()
         page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        before = prompts.all_inner_texts()
+        clicked = time.monotonic()
         page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if re.search(r"\[(\*|\d+)\]", first_prompt.inner_text()):
-                return
-            time.sleep(0.2)
+        while time.monotonic() < clicked + 20:
+            now = prompts.all_inner_texts()
+            if any("*" in t for t in now) or now != before:
+                return clicked
+            time.sleep(0.1)
         print(f"\nRun All Cells attempt {attempt + 1}: no cell started; trying again")
     raise AssertionError(f"Run All Cells started no cell in {attempts} attempts")
 
 
-def wait_all_cells_ran(page, lab, timeout: float = 120.0) -> None:
-    """Wait until every code cell shows an execution count [n] (none [ ] or [*]).
+def wait_all_cells_ran(page, lab, timeout: float = 120.0) -> int:
+    """Wait until every code cell shows an execution count [n] (none [ ] or [*]); returns
+    how many times all cells had to be run again (0 for a clean run).
 
     A cell that shows an error fails the test at once, with the error's text (Lab then
     leaves the cells after it un-run, so waiting longer would only hide the cause). If
     the kernel sits idle with cells un-run and no error (a run request lost, e.g. while a
     busy machine's websocket reconnects, or a kernel restart), say so with Lab's log and
-    run all cells once more.
+    run all cells once more (cells that had run then run twice: a timing with a re-run is
+    no clean measurement).
     """
     deadline = time.monotonic() + timeout
     stalled_since, reruns = None, 0
     while time.monotonic() < deadline:
         prompts = page.locator(".jp-CodeCell .jp-InputArea-prompt").all_inner_texts()
         if prompts and all(re.search(r"\[\d+\]", t) for t in prompts):
-            return
+            return reruns
         assert_no_cell_errors(page)
         if page.locator(".jp-Dialog", has_text="Kernel Restarting").count():
             log = Path(lab["log"]).read_text(errors="replace")[-3000:]

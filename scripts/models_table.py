@@ -28,8 +28,12 @@ prints one line saying what it loaded. `VAE_RETRAIN=1` trains from scratch inste
   which they were also trained on. For an autoencoder the number is log p(x|z) alone.
 - **log p(x)**: importance-sampled with k samples on all 10,000 test images (± standard
   error), added by `python scripts/measure_shipped.py` (about 2 minutes a model on a 2-core
-  CPU); "—" where it has not been measured yet. **MIG** for the sprite models: on the first
-  10,000 sprites.
+  CPU); "—" where it has not been measured yet. It is the importance-weighted bound L_k with
+  the encoder as proposal, so it is tight only when q(z|x) covers the posterior. The β = 0
+  models' encoders shrank their noise to almost nothing: their L_5000 is only 8–14 nats
+  above their ELBO and says little about how good their decoders are. For the Gaussian-decoder models it is a log *density* of the
+  grey test images (continuous pixels), not comparable with the binary models' nats.
+  **MIG** for the sprite models: on the first 10,000 sprites.
 - **Rebuild** a notebook's models with `python scripts/ship_models.py NN --from-scratch`
   (resumable model by model), a long run with `python scripts/train_shipped.py NAME`
   (resumable in chunks); each card records the command.

@@ -213,6 +213,8 @@ def test_trustworthiness_equals_scikit_learns(k):
     for coords in (x[:, :2] + 0.3 * rng.normal(size=(700, 2)), rng.normal(size=(700, 2))):
         ours = M.trustworthiness(x, coords, k=k, block=64)  # several blocks, the last one short
         assert ours == pytest.approx(sklearn_trustworthiness(x, coords, n_neighbors=k), abs=1e-12)
+        # translating the data changes no distance, so nothing (the centring keeps the precision)
+        assert M.trustworthiness(x + 1e8, coords, k=k) == pytest.approx(ours, abs=1e-12)
     with pytest.raises(ValueError, match="same n"):
         M.trustworthiness(x, x[:10, :2])
     with pytest.raises(ValueError, match="below n/2"):

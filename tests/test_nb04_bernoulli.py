@@ -401,7 +401,9 @@ def test_sweep_log_likelihood_takes_a_shipped_card_and_estimates_the_rest(small,
     monkeypatch.undo()
     monkeypatch.setenv("VAE_CACHE_DIR", str(tmp_path))
     # a trained model (or a shipped card without log p(x)) is estimated here, on the first n images
+    gaussian_card = {**card, "model_config": {"likelihood": "gaussian"}}
     for result in (TrainResult(small, {}, small.cfg, TrainConfig(), source="trained", extra=card),
+                   TrainResult(small, {}, small.cfg, TrainConfig(), source="shipped", extra=gaussian_card),
                    TrainResult(small, {}, small.cfg, TrainConfig(), source="shipped", extra={"test_elbo": -99.0})):
         assert nb04_bernoulli.card_log_likelihood(result) is None
         value, where = nb04_bernoulli.sweep_log_likelihood(result, binary_images, jax.random.PRNGKey(0), n=4, k=10)

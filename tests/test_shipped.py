@@ -187,6 +187,10 @@ def test_models_table_has_one_row_per_card(tiny_shipped):
     assert "2 epochs, batch 64, 128 images, 1 min" in rows[0] and "—" in rows[0]
     assert "log p(x) -90.50 ± 0.25 (k = 5,000)" in rows[1]
     assert "MIG 0.123 (100 images)" in shipped.models_table({"t": {**card, "mig": 0.1234, "mig_images": 100}})
+    gaussian = {**card, "model_config": {**card["model_config"], "likelihood": "gaussian"}, "test_logpx": 513.14,
+                "test_logpx_stderr": 0.9, "logpx_k": 5000}
+    assert "log density of the grey images 513.14 ± 0.90 (k = 5,000; not comparable" in shipped.models_table(
+        {"g": gaussian})
     assert "2 models" in table
 
 

@@ -5,7 +5,7 @@
                     in disentanglement_lib's variant (Locatello et al. 2019) or over active
                     latents only; mig_ceiling, match_latents and the pieces it is built from
   knn_accuracy      k-NN label accuracy of a set of points, by stratified cross-validation
-  trustworthiness   scikit-learn's trustworthiness of a 2-d map
+  trustworthiness   trustworthiness of a 2-d map (scikit-learn's number, computed faster)
   DigitJudge        an independent judge of decoded digits: nearest real image and a
                     logistic-regression classifier (GapScores: its scores of a set)
 
@@ -238,6 +238,7 @@ def trustworthiness(x, coords, *, k: int = KNN_K, block: int = 256) -> float:
     x = np.asarray(x, np.float64)
     coords = np.asarray(coords, np.float64)
     n = len(x)
+    x = x - x.mean(axis=0) if x.ndim == 2 else x  # centred: the expanded distances below keep their precision
     if x.ndim != 2 or coords.ndim != 2 or len(coords) != n:
         raise ValueError(f"x must be [n, d] and coords [n, 2] with the same n, got {x.shape} and {coords.shape}")
     if not 0 < k < n / 2:

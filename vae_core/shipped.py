@@ -314,7 +314,10 @@ def models_table(cards: dict) -> str:
         elbo = f"{c['test_elbo']:.2f} ({c['test_images']:,} images; float32 {c['test_elbo_float32']:.2f})"
         if m["deterministic"]:  # an autoencoder has no KL term: its "ELBO" is log p(x|z) alone
             elbo = f"log p(x\\|z) {elbo}"
-        if "test_logpx" in c:
+        if "test_logpx" in c and m["likelihood"] == "gaussian":  # a density of grey pixels, not binary nats
+            metric = (f"log density of the grey images {c['test_logpx']:.2f} ± {c['test_logpx_stderr']:.2f} "
+                      f"(k = {c['logpx_k']:,}; not comparable with the Bernoulli models' nats)")
+        elif "test_logpx" in c:
             metric = f"log p(x) {c['test_logpx']:.2f} ± {c['test_logpx_stderr']:.2f} (k = {c['logpx_k']:,})"
         elif "mig" in c:
             metric = f"MIG {c['mig']:.3f} ({c['mig_images']:,} images)"

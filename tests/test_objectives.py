@@ -502,3 +502,17 @@ def test_training_loss_beta_tcvae_needs_a_stochastic_code(small):
     with pytest.raises(ValueError, match="stochastic"):
         obj.training_loss(ae, x, jax.random.PRNGKey(0), jnp.asarray(0),
                           obj.LossSpec(objective="beta_tcvae"))
+
+
+def test_log_mean_weight_in_chunks_is_the_log_mean_of_all_draws():
+    # log w of 3 examples; each chunk's draws come from its own key, as the scan splits them
+    def log_weights(kc):  # [4, 3]
+        return 50.0 * jax.random.normal(kc, (4, 3))  # spread wide: a naive log(mean(exp)) would overflow
+
+    key, k = jax.random.PRNGKey(3), 12
+    got = obj.log_mean_weight_in_chunks(log_weights, key, k, 4, 3)
+    every = jnp.concatenate([log_weights(kc) for kc in jax.random.split(key, k // 4)])  # [12, 3]
+    np.testing.assert_allclose(got, jax.nn.logsumexp(every, axis=0) - jnp.log(k), rtol=1e-6)
+    assert got.shape == (3,)
+    with pytest.raises(ValueError, match="multiple"):
+        obj.log_mean_weight_in_chunks(log_weights, key, 10, 4, 3)

@@ -48,7 +48,8 @@ from tqdm.auto import tqdm
 
 from .data import check_images
 from .models import ACTIVATIONS, Posterior, _mlp, sample_posterior
-from .objectives import bernoulli_log_likelihood, kl_divergence, posterior_log_density, standard_normal_log_density
+from .objectives import (bernoulli_log_likelihood, kl_divergence, log_mean_weight_in_chunks, posterior_log_density,
+                         standard_normal_log_density)
 from .train import TrainConfig, make_optimizer
 
 
@@ -231,15 +232,12 @@ def _conditional_log_likelihood(graphdef, params, t, c, key, k, k_chunk):
     model = nnx.merge(graphdef, params)
     post = model.encode(t, c)
 
-    def add_chunk(acc, kc):  # running logsumexp over chunks of importance samples
+    def log_weights(kc):  # [k_chunk, b]: log p(t | z, c) + log p(z) - log q(z | t, c)
         z = sample_posterior(kc, post, k_chunk)                                   # [k_chunk, b, L]
-        logw = (bernoulli_log_likelihood(model.decoder_output(z, c), t) + standard_normal_log_density(z)
+        return (bernoulli_log_likelihood(model.decoder_output(z, c), t) + standard_normal_log_density(z)
                 - posterior_log_density(z, post))
-        return jnp.logaddexp(acc, jax.nn.logsumexp(logw, axis=0)), None
 
-    init = jnp.full(t.shape[0], -jnp.inf, t.dtype)
-    total, _ = jax.lax.scan(add_chunk, init, jax.random.split(key, k // k_chunk))
-    return total - jnp.log(k)
+    return log_mean_weight_in_chunks(log_weights, key, k, k_chunk, t.shape[0], t.dtype)
 
 
 def conditional_log_likelihood(model: ConditionalVAE, t, c, key, *, k: int = 1000, k_chunk: int = 100,

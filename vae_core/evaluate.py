@@ -21,7 +21,7 @@ from flax import nnx
 
 from .data import check_images
 from .models import VAE, Posterior, n_offdiag
-from .objectives import elbo_terms, log_importance_weights
+from .objectives import elbo_terms, log_importance_weights, log_mean_weight_in_chunks
 from .parallel import replicate, shard_batch
 
 DECODER_ROWS = 5_000  # codes decoded at once in log p(x) on a CPU (elsewhere all of a chunk at once)
@@ -96,20 +96,14 @@ def _log_marginal(graphdef, params, x, key, k, k_chunk, batch_size, decoder_rows
     model = nnx.merge(graphdef, params)
     batches, n = _pad_batches(x, batch_size)
     posts = jax.tree_util.tree_map(lambda a: _pad_batches(a, batch_size)[0], post)  # None stays None
-    n_chunks = k // k_chunk
 
     def one_batch(args):
         xb, kb, pb = args
-
         q = model.encode(xb) if pb is None else pb  # one encoder pass serves every chunk
+        def log_weights(kc):  # [k_chunk, batch]
+            return log_importance_weights(model, xb, kc, k_chunk, q, rows=decoder_rows)
 
-        def add_chunk(acc, kc):  # running logsumexp over chunks of importance samples
-            logw = log_importance_weights(model, xb, kc, k_chunk, q, rows=decoder_rows)
-            return jnp.logaddexp(acc, jax.nn.logsumexp(logw, axis=0)), None
-
-        init = jnp.full(xb.shape[0], -jnp.inf, xb.dtype)
-        total, _ = jax.lax.scan(add_chunk, init, jax.random.split(kb, n_chunks))
-        return total - jnp.log(k)
+        return log_mean_weight_in_chunks(log_weights, kb, k, k_chunk, xb.shape[0], xb.dtype)
 
     out = jax.lax.map(one_batch, (batches, jax.random.split(key, batches.shape[0]), posts))
     return out.reshape(-1)[:n]

@@ -258,6 +258,26 @@ def log_importance_weights(model: VAE, x: jax.Array, key: jax.Array, k: int,
     return joint - posterior_log_density(z, post)
 
 
+def log_mean_weight_in_chunks(log_weights, key: jax.Array, k: int, k_chunk: int, n: int,
+                              dtype=jnp.float32) -> jax.Array:
+    """log (1/k) sum_s w_s per example from k importance weights drawn k_chunk at a time.
+
+    log_weights(key) -> [k_chunk, n] log w of k_chunk fresh draws; the chunks' logsumexps
+    are combined by a running logaddexp in a ``lax.scan`` over ``jax.random.split(key,
+    k // k_chunk)``, so memory holds one chunk. k must be a multiple of k_chunk. -> [n].
+    The importance-sampled log-likelihood L_k of :func:`vae_core.evaluate.log_marginal_likelihood`
+    and of the conditional models both use it.
+    """
+    if k < 1 or k_chunk < 1 or k % k_chunk:
+        raise ValueError(f"k={k} must be a positive multiple of k_chunk={k_chunk}")
+
+    def add_chunk(acc, kc):  # running logsumexp over chunks of importance samples
+        return jnp.logaddexp(acc, jax.nn.logsumexp(log_weights(kc), axis=0)), None
+
+    total, _ = jax.lax.scan(add_chunk, jnp.full(n, -jnp.inf, dtype), jax.random.split(key, k // k_chunk))
+    return total - jnp.log(k)
+
+
 def iwae_bound(model: VAE, x: jax.Array, key: jax.Array, k: int) -> jax.Array:
     """Importance-weighted bound L_k = E[log (1/k) sum_i w_i] (one draw). -> [batch].
 
@@ -361,5 +381,5 @@ __all__ = ["LOGVAR_LIMIT", "bernoulli_log_likelihood", "softplus", "gaussian_log
            "standard_normal_log_density", "posterior_log_density", "observation_log_likelihood",
            "decoder_log_likelihood", "log_joint", "kl_per_dim", "kl_divergence", "monte_carlo_kl",
            "tc_decomposition", "beta_tcvae_objective", "elbo_terms",
-           "log_importance_weights", "iwae_bound", "linear_warmup", "capacity_objective", "LossSpec",
+           "log_importance_weights", "log_mean_weight_in_chunks", "iwae_bound", "linear_warmup", "capacity_objective", "LossSpec",
            "training_loss"]

@@ -1,5 +1,6 @@
 """Run the benchmarks in order (what `make bench` calls): the four of issue 3, then the
-widget latency, t-SNE speed, conv-loop speed, MIG and sprite-trial (notebook 05) benchmarks.
+widget latency, t-SNE speed, conv-loop speed, MIG and sprite-trial (notebook 05) benchmarks,
+the conditional models', and notebook 04's Run All in JupyterLab.
 
 Each script writes its output to benchmarks/results/<name>.txt; copy the numbers into
 BENCHMARKS.md by hand. Timings assume nothing else runs on the machine: on a shared
@@ -35,7 +36,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 NAMES = ["throughput", "flops", "time_to_elbo", "widget_latency", "tsne_speed", "conv_speed", "mig",
-         "sprite_trials", "conditional", "iwae_nll"]
+         "sprite_trials", "sprite_mlp_trials", "conditional", "lab_run_all", "iwae_nll"]
 
 
 def run(cmd: list[str], lock: str | None) -> int:
@@ -66,7 +67,9 @@ def commands(args) -> dict[str, list[str]]:
         # trains notebook 05's 12 sprite models unless the notebook filled the model cache
         "mig": [],
         "sprite_trials": [],
+        "sprite_mlp_trials": [],
         "conditional": [],  # needs notebook 07's shipped models
+        "lab_run_all": [],  # needs chromium (scripts/install_chromium.sh)
         "iwae_nll": ["all", "--objective", "elbo", "--epochs", str(args.iwae_epochs), "--minutes", str(args.minutes)],
     }
 

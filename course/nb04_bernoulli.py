@@ -224,7 +224,7 @@ def card_log_likelihood(result) -> tuple[float, float, str] | None:
     with ``vae_core.shipped.TEST_BINARIZATION_SEED``) when it was shipped; None for a trained
     or cached model, a card without one, or a Gaussian decoder's card (a density)."""
     card = result.extra if getattr(result, "source", None) == "shipped" else {}
-    if "test_logpx" not in card or card.get("model_config", {}).get("likelihood", "bernoulli") != "bernoulli":
+    if "test_logpx" not in card or shipped.logpx_is_density(card):
         return None  # nothing measured, or a Gaussian decoder's density of grey pixels (not binary nats)
     return (float(card["test_logpx"]), float(card.get("test_logpx_stderr", float("nan"))),
             f"k = {card['logpx_k']}, {card['logpx_images']:,} images")

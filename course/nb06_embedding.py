@@ -6,10 +6,10 @@ live in :mod:`vae_core.metrics`):
   knn_accuracy      k-NN (k = 10) digit classification accuracy, estimated by stratified
                     5-fold cross-validation on the points themselves (in the latent space
                     or in the 2-d map).
-  trustworthiness   trustworthiness with 10 neighbours (the number scikit-learn's gives, far
-                    faster): 1.0 when every point's 10 nearest neighbours in
-                    the map were also near it in the input space; it penalises "false
-                    neighbours" made by the map.
+  trustworthiness   trustworthiness with 10 neighbours (scikit-learn's number, computed
+                    faster): 1.0 when every point's 10 nearest neighbours in the map were
+                    also near it in the input space; it penalises "false neighbours" made
+                    by the map.
   seconds           the wall time of the embedding itself (neighbour search included).
 
 :func:`summarize` makes one table row per map; :func:`table_columns` gives the columns

@@ -337,3 +337,11 @@ def test_conditional_models_ship_load_and_are_checked(ship_dir, monkeypatch, cap
     with pytest.raises(ckpt.CheckpointError, match="corrupt or was changed"):
         ckpt.train_or_load_conditional("07_m2_draw0", m2_cfg, tc, must_not_train, data=(x_lab, y_lab, x_unl),
                                        spec=spec)
+
+
+def test_a_gaussian_decoders_log_p_x_is_called_a_density():
+    card = {"name": "g", "epochs": 10, "device": "CPU (x86_64)", "train_seconds": 60.0, "test_elbo": 488.13,
+            "test_logpx": 513.14, "logpx_k": 5000, "logpx_images": 10000, "model_config": {"likelihood": "gaussian"}}
+    assert shipped.logpx_is_density(card) and not shipped.logpx_is_density({**card, "model_config": {}})
+    result = TrainResult(build_model(SMALL, 0), {}, SMALL, FAST, extra=card)
+    assert "test log density of the grey images 513.14 nats (k = 5000, 10,000 images)" in shipped.describe(result)

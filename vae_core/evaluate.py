@@ -100,6 +100,7 @@ def _log_marginal(graphdef, params, x, key, k, k_chunk, batch_size, decoder_rows
     def one_batch(args):
         xb, kb, pb = args
         q = model.encode(xb) if pb is None else pb  # one encoder pass serves every chunk
+
         def log_weights(kc):  # [k_chunk, batch]
             return log_importance_weights(model, xb, kc, k_chunk, q, rows=decoder_rows)
 

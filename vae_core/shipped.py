@@ -232,6 +232,12 @@ def ship_requested() -> str | None:
     return os.environ.get(SHIP_ENV, "").strip() or None
 
 
+def logpx_is_density(card: dict) -> bool:
+    """True when a card's test_logpx is a Gaussian decoder's log density of grey pixels
+    (continuous, in nats per image but not comparable with a Bernoulli model's log p(x))."""
+    return card.get("model_config", {}).get("likelihood") == "gaussian"
+
+
 def describe(result) -> str:
     """One line on what was loaded (a TrainResult whose extra is its card, or a card), e.g. 'shipped model iwae_protocol_vae: 3,280 epochs on
     NVIDIA H200 (41 min), test log p(x) -86.50 nats (k = 5000, 10,000 images)'."""
@@ -242,7 +248,8 @@ def describe(result) -> str:
     took = f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.0f} min"
     parts = [f"shipped model {card.get('name', '?')}: {epochs} epochs on {card.get('device', '?')} ({took})"]
     if "test_logpx" in card:
-        parts.append(f"test log p(x) {card['test_logpx']:.2f} nats (k = {card['logpx_k']}, "
+        what = "log density of the grey images" if logpx_is_density(card) else "log p(x)"
+        parts.append(f"test {what} {card['test_logpx']:.2f} nats (k = {card['logpx_k']}, "
                      f"{card['logpx_images']:,} images)")
     if "test_error" in card:
         parts.append(f"test error {100 * card['test_error']:.2f} %")
@@ -314,7 +321,7 @@ def models_table(cards: dict) -> str:
         elbo = f"{c['test_elbo']:.2f} ({c['test_images']:,} images; float32 {c['test_elbo_float32']:.2f})"
         if m["deterministic"]:  # an autoencoder has no KL term: its "ELBO" is log p(x|z) alone
             elbo = f"log p(x\\|z) {elbo}"
-        if "test_logpx" in c and m["likelihood"] == "gaussian":  # a density of grey pixels, not binary nats
+        if "test_logpx" in c and logpx_is_density(c):  # a density of grey pixels, not binary nats
             metric = (f"log density of the grey images {c['test_logpx']:.2f} ± {c['test_logpx_stderr']:.2f} "
                       f"(k = {c['logpx_k']:,}; not comparable with the Bernoulli models' nats)")
         elif "test_logpx" in c:
@@ -345,7 +352,7 @@ def mnist_checksum() -> str:
     return hashlib.sha256("".join(SHA256[k] for k in sorted(SHA256)).encode()).hexdigest()
 
 
-__all__ = ["SHIPPED_DIR", "TEST_BINARIZATION_SEED", "LOGPX_SEED", "RETRAIN_ENV", "SHIP_ENV", "STORED_DTYPE",
+__all__ = ["logpx_is_density", "SHIPPED_DIR", "TEST_BINARIZATION_SEED", "LOGPX_SEED", "RETRAIN_ENV", "SHIP_ENV", "STORED_DTYPE",
            "ShippedSpec", "iwae_protocol", "SPECS", "PURPOSES", "CARDS_FIX", "cards_path", "load_cards", "write_card", "remove_card",
            "data_fingerprint", "find_card", "find_conditional_card", "shipped_path", "rebuild_command", "ship_requested",
            "describe", "models_table", "mnist_checksum"]

@@ -1,5 +1,5 @@
-"""Run the benchmarks in order (what `make bench` calls): the four of issue 3, then the
-widget latency, t-SNE speed, conv-loop speed, MIG and sprite-trial (notebook 05) benchmarks,
+"""Run the benchmarks in order (what `make bench` calls): the four of issue 3 (with the
+random-draw speed beside them), then the widget latency, t-SNE speed, conv-loop speed, MIG and sprite-trial (notebook 05) benchmarks,
 the conditional models', and notebook 04's Run All in JupyterLab.
 
 Each script writes its output to benchmarks/results/<name>.txt; copy the numbers into
@@ -13,7 +13,7 @@ machine every script is started inside ``flock $VAE_CPU_LOCK`` (default
   python benchmarks/run_all.py --only time_to_elbo conv_speed
   python benchmarks/run_all.py --quick          # a check that the engine benchmarks run (a minute or two)
 
---quick runs throughput, flops, time_to_elbo, conv_speed and iwae_nll at their smallest
+--quick runs throughput, flops, rng_speed, time_to_elbo, conv_speed and iwae_nll at their smallest
 settings and writes into a temporary folder (``$VAE_BENCH_RESULTS`` if set), never over
 the recorded results; the other scripts have no quick settings and are left out.
 
@@ -35,7 +35,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-NAMES = ["throughput", "flops", "time_to_elbo", "widget_latency", "tsne_speed", "conv_speed", "mig",
+NAMES = ["throughput", "flops", "rng_speed", "time_to_elbo", "widget_latency", "tsne_speed", "conv_speed", "mig",
          "sprite_trials", "sprite_mlp_trials", "conditional", "lab_run_all", "iwae_nll"]
 
 
@@ -53,6 +53,7 @@ def commands(args) -> dict[str, list[str]]:
         return {
             "throughput": ["--quick", *no_torch],
             "flops": ["--repeats", "1", "--matmuls", "1"],
+            "rng_speed": ["--repeats", "1"],
             "time_to_elbo": ["--max-epochs", "1", "--target", "-1000", "--tag", "quick"],
             "conv_speed": ["--n", "256"],
             "iwae_nll": ["all", "--objective", "elbo", "--epochs", "1", "--minutes", "1", "--eval-images", "100"],
@@ -60,6 +61,7 @@ def commands(args) -> dict[str, list[str]]:
     return {
         "throughput": ["--repeats", str(args.repeats)],
         "flops": ["--repeats", str(args.repeats)],
+        "rng_speed": ["--repeats", str(args.repeats)],
         "time_to_elbo": [],
         "widget_latency": [],
         "tsne_speed": [],

@@ -4,6 +4,7 @@ evaluation, metrics, checkpoints, plots and widgets.
 One module per concern, each readable top to bottom (lowest layer first):
   config      smoke/full mode and the device report
   files       atomic writes and the one network probe
+  rng         jax.random's draws (bits, uniform, Bernoulli, normal), bit for bit, in one fused pass
   data        MNIST loading, checksums, dynamic binarization, input checks
   sprites     the procedural dSprites stand-in (and TFDS dSprites when prepared)
   models      encoders, decoders, VAE / autoencoder (Flax NNX); parameters <-> arrays
@@ -15,6 +16,7 @@ One module per concern, each readable top to bottom (lowest layer first):
   train       one jitted lax.scan per epoch, history, NaN checks, per-epoch callback, resume
   conditional conditional VAE (generation on demand, completion) and M2 (semi-supervised)
   checkpoint  atomic checkpoints, resumable training and the model cache
+  shipped     the trained models that ship with the course: cards, checked loading, MODELS.md
   plots       image grids, training curves, latent scatters, tables
   widgets     latent explorers (sliders, 2-d pad, interpolation, traversals) on one base class
   exercises   the verdict of a self-checking exercise (Correct / Not yet + hint)

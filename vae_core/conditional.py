@@ -46,6 +46,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
+from . import rng
 from .data import check_images
 from .models import ACTIVATIONS, Posterior, _mlp, sample_posterior
 from .objectives import (bernoulli_log_likelihood, kl_divergence, log_mean_weight_in_chunks, posterior_log_density,
@@ -444,7 +445,7 @@ def _fit(model, cfg: TrainConfig, data: tuple, n: int, batch_loss, desc: str, pr
 
 
 def _binary(key, x, on: bool):
-    return jax.random.bernoulli(key, x).astype(x.dtype) if on else x
+    return rng.bernoulli(key, x).astype(x.dtype) if on else x
 
 
 def train_conditional(model: ConditionalVAE, cfg: TrainConfig, t, c, *, progress: bool = True,

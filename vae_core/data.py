@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import rng
 from .files import NETWORK_CHECK_SECONDS, atomic_write, can_connect
 
 DATA_DIR_ENV = "VAE_DATA_DIR"
@@ -141,9 +142,10 @@ def binarize(key: jax.Array, x: jax.Array) -> jax.Array:
     """Dynamic binarization: x_bin ~ Bernoulli(x), elementwise, same shape and dtype.
 
     key: a PRNG key; x: [..., 784] grey levels in [0, 1]. A fresh key gives a fresh
-    binary image each time, which is the IWAE paper's training protocol.
+    binary image each time, which is the IWAE paper's training protocol. The draws are
+    ``jax.random.bernoulli``'s, bit for bit, made in one fused pass (:mod:`vae_core.rng`).
     """
-    return jax.random.bernoulli(key, x).astype(x.dtype)
+    return rng.bernoulli(key, x).astype(x.dtype)
 
 
 
@@ -156,7 +158,7 @@ def flip_noise(key: jax.Array, x: jax.Array, p: float) -> jax.Array:
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"p must lie in [0, 1], got {p}")
     x = jnp.asarray(x, jnp.float32)
-    return jnp.where(jax.random.bernoulli(key, p, x.shape), 1.0 - x, x)
+    return jnp.where(rng.bernoulli(key, p, x.shape), 1.0 - x, x)
 
 
 def mask_patches(key: jax.Array, x: jax.Array, size: int, image_shape=IMAGE_SHAPE,

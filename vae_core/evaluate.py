@@ -19,6 +19,7 @@ import numpy as np
 
 from flax import nnx
 
+from . import rng
 from .data import check_images
 from .models import VAE, Posterior, n_offdiag
 from .objectives import elbo_terms, log_importance_weights, log_mean_weight_in_chunks
@@ -223,7 +224,7 @@ def reconstruct(model: VAE, x) -> np.ndarray:
 
 def sample_prior(model: VAE, key, n: int) -> tuple[np.ndarray, np.ndarray]:
     """n codes z ~ N(0, I) and their decoded mean images: ([n, L], [n, D])."""
-    z = jax.random.normal(key, (n, model.cfg.latent_dim))
+    z = rng.normal(key, (n, model.cfg.latent_dim))
     return np.asarray(z), np.asarray(decode_mean(model, z))
 
 

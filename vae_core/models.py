@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from . import rng
+
 ACTIVATIONS = {"relu": jax.nn.relu, "tanh": jnp.tanh, "elu": jax.nn.elu}
 
 
@@ -271,7 +273,7 @@ def sample_posterior(key: jax.Array, post: Posterior, n: int | None = None) -> j
     Returns [batch, L], or [n, batch, L] when n is given.
     """
     shape = post.mean.shape if n is None else (n, *post.mean.shape)
-    eps = jax.random.normal(key, shape, post.mean.dtype)
+    eps = rng.normal(key, shape, post.mean.dtype)
     if post.offdiag is None:
         return post.mean + jnp.exp(0.5 * post.log_diag) * eps
     return post.mean + jnp.einsum("bij,...bj->...bi", scale_tril(post), eps)

@@ -187,7 +187,7 @@ def main():
           f"{(t_plain - t_skel) / t_step:.0%}")
     print(f"  floors (the skeleton plus what every step of this training must also do): skeleton + Adam "
           f"{t_adam:.3f} s, skeleton / that {t_skel / t_adam:.3f}; skeleton + Adam + dynamic binarization "
-          f"{t_bin:.3f} s, skeleton / that {t_skel / t_bin:.3f}; real step / that floor {t_bin / t_step:.3f}")
+          f"{t_bin:.3f} s, skeleton / that {t_skel / t_bin:.3f}; that floor / real step {t_bin / t_step:.3f}")
     print("RESULT")
     print(f"  matmul rate (float32 2048x2048 jnp.dot, best of {args.repeats * args.matmuls}): {pk / 1e9:.1f} GFLOP/s")
     print(f"  training epoch: median {med / 1e9:.1f} GFLOP/s ({med / full:.0f} img/s), best {best / 1e9:.1f} GFLOP/s")

@@ -1,4 +1,8 @@
 """vae_core.rng: the same bits as jax.random, for every key kind it takes, and a clean hand-off for the others."""
+import subprocess
+import sys
+import textwrap
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -77,3 +81,60 @@ def test_draws_have_the_right_distribution():
     assert abs(z.mean()) < 0.01 and abs(z.std() - 1.0) < 0.01
     u = np.asarray(rng.uniform(key, (200_000,)))
     assert u.min() >= 0.0 and u.max() < 1.0
+
+
+def uses_jax_random(f, *args) -> bool:
+    """Whether f's traced program calls jax.random's own generator (rather than the unrolled hash)."""
+    text = str(jax.make_jaxpr(f)(*args))
+    return "random_bits" in text or "threefry2x32" in text
+
+
+def test_the_unrolled_path_runs_for_default_keys_and_only_for_them():
+    raw, typed, rbg = jax.random.PRNGKey(0), jax.random.key(0), jax.random.key(0, impl="rbg")
+    p = jnp.full((8, 4), 0.5)
+    for key in (raw, typed):
+        assert not uses_jax_random(lambda k: rng.bernoulli(k, p), key)
+        assert not uses_jax_random(lambda k: rng.normal(k, (3, 2)), key)
+        assert not uses_jax_random(lambda k: rng.bits(k, (5,)), key)
+    assert uses_jax_random(lambda k: rng.bernoulli(k, p), rbg)
+    assert uses_jax_random(lambda k: rng.normal(k, (3,), jnp.float16), raw)
+    assert uses_jax_random(lambda k: rng.uniform(k, (3,), minval=jnp.zeros(3)), raw)   # array bounds: jax's
+    with jax.threefry_partitionable(False):     # jax's other counter layout: hand over, same numbers as jax
+        assert uses_jax_random(lambda k: rng.bernoulli(k, p), raw)
+        assert equal(rng.normal(raw, (6, 3)), jax.random.normal(raw, (6, 3)))
+    with jax.default_prng_impl("philox4x32"):   # a raw uint32[2] key that another default implementation reads
+        other = jax.random.PRNGKey(0)
+        assert other.shape == (2,) and uses_jax_random(lambda k: rng.normal(k, (3,)), other)
+        assert equal(rng.normal(other, (3,)), jax.random.normal(other, (3,)))
+
+
+def test_calls_jax_refuses_are_refused_the_same_way():
+    key = jax.random.PRNGKey(0)
+    p = jnp.full((3, 4), 0.5)
+    for shape in [(4,), (1, 4), (2, 4)]:        # shape must hold p's broadcast shape
+        with pytest.raises(ValueError):
+            jax.random.bernoulli(key, p, shape)
+        with pytest.raises(ValueError):
+            rng.bernoulli(key, p, shape)
+    assert equal(rng.bernoulli(key, 0.3, (2, 3, 4)), jax.random.bernoulli(key, 0.3, (2, 3, 4)))
+    assert equal(rng.bernoulli(key, jnp.full((4,), 0.3), (3, 4)), jax.random.bernoulli(key, jnp.full((4,), 0.3), (3, 4)))
+    assert equal(rng.normal(key, 5), jax.random.normal(key, 5))          # an int shape, as jax allows
+    assert equal(rng.uniform(key), jax.random.uniform(key))              # shape (): one number
+
+
+def test_x64_mode_keeps_jax_random_dtypes_and_numbers():
+    code = textwrap.dedent("""
+        import jax, numpy as np
+        jax.config.update("jax_enable_x64", True)
+        from vae_core import rng
+        key = jax.random.PRNGKey(4)
+        pairs = [(rng.bits(key, (9,)), jax.random.bits(key, (9,))),
+                 (rng.normal(key, (9,)), jax.random.normal(key, (9,))),
+                 (rng.normal(key, (9,), np.float32), jax.random.normal(key, (9,), np.float32)),
+                 (rng.bernoulli(key, np.full(9, 0.4, np.float32)), jax.random.bernoulli(key, np.full(9, 0.4, np.float32)))]
+        assert all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in pairs), [(a.dtype, b.dtype) for a, b in pairs]
+        print("x64 ok", pairs[0][0].dtype, pairs[1][0].dtype)
+        """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "x64 ok uint64 float64" in out.stdout

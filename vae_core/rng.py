@@ -8,14 +8,14 @@ its own index under the key. On CPU, jax lowers that hash as a *rolled* loop ove
 five key-injection blocks, which writes the whole array out to memory after each block;
 on GPU and TPU it is unrolled. Here the same 20 rounds are written out unrolled, so XLA
 fuses each draw into a single pass over the array: the same bits as ``jax.random`` (the
-tests compare them, raw and typed keys, under jit and vmap), 7.6x faster for a whole
+tests compare them, raw and typed keys, under jit and vmap), about 9x faster for a whole
 epoch's binarization on a 2-core CPU (``benchmarks/rng_speed.py``).
 
 Only keys of jax's default kind take this path: threefry2x32 keys with jax's default
-``jax_threefry_partitionable`` counters, float32 draws, fewer than 2**32 numbers. Any
-other key or dtype (an 'rbg' key, float64 under x64, a batch of keys) is passed on to
-``jax.random`` unchanged, so every function here returns exactly what its ``jax.random``
-namesake would.
+``jax_threefry_partitionable`` counters, float32 draws (uint32 bits), fewer than 2**32
+numbers, scalar bounds. Any other call (an 'rbg' key, float64 under x64, a batch of keys,
+shapes jax would refuse) is passed on to ``jax.random`` unchanged, so every function here
+returns, or raises, exactly what its ``jax.random`` namesake would.
 """
 from __future__ import annotations
 
@@ -48,41 +48,53 @@ def threefry2x32(k0: jax.Array, k1: jax.Array, x0: jax.Array, x1: jax.Array) -> 
     return x0, x1
 
 
-def _key_words(key: jax.Array):
-    """The key's two uint32 words if it is a single threefry key jax would hash this way, else None."""
-    if not jax.config.jax_threefry_partitionable:
+def _key_words(key) -> tuple[jax.Array, jax.Array] | None:
+    """The key's two uint32 words if jax.random would hash it exactly as :func:`threefry2x32` does, else None."""
+    if not isinstance(key, jax.Array) or not jax.config.jax_threefry_partitionable:
         return None
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         if key.shape != () or str(jax.random.key_impl(key)) != "threefry2x32":
             return None
         words = jax.random.key_data(key)
     else:  # a raw uint32[2] key (jax.random.PRNGKey), read with the default implementation
-        if key.shape != (2,) or key.dtype != jnp.uint32 or jax.config.jax_default_prng_impl != "threefry2x32":
+        if (key.shape != (2,) or key.dtype != jnp.uint32 or jax.config.jax_default_prng_impl != "threefry2x32"
+                or jax.config.jax_legacy_prng_key != "allow"):
             return None
         words = key
     return words[0], words[1]
 
 
-def _fast(key: jax.Array, shape, dtype) -> bool:
-    return (_key_words(key) is not None and jnp.dtype(dtype) == jnp.float32
-            and math.prod(shape) < 2**32)
+def _shape(shape) -> tuple[int, ...]:
+    return (int(shape),) if isinstance(shape, (int, np.integer)) else tuple(int(d) for d in shape)
 
 
-def bits(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
-    """uint32 random bits [*shape]; equal to ``jax.random.bits(key, shape)``."""
-    shape = tuple(int(d) for d in shape)
-    words = _key_words(key)
-    if words is None or math.prod(shape) >= 2**32:
-        return jax.random.bits(key, shape)
-    counter = jax.lax.iota(jnp.uint32, math.prod(shape)).reshape(shape)  # each word's own index
+def _fast(key, shape: tuple[int, ...], dtype) -> bool:
+    """True where the unrolled path gives jax.random's float32 numbers: a threefry key, float32, < 2**32 draws."""
+    float_dtype = jax.dtypes.canonicalize_dtype(float if dtype is None else dtype)
+    return _key_words(key) is not None and float_dtype == jnp.float32 and math.prod(shape) < 2**32
+
+
+def _threefry_bits(words, shape: tuple[int, ...]) -> jax.Array:
+    """uint32 [*shape]: the hash of each element's flat index (high word 0), both output words xor-ed, as jax does."""
+    counter = jax.lax.iota(jnp.uint32, math.prod(shape)).reshape(shape)
     b0, b1 = threefry2x32(*words, jnp.zeros_like(counter), counter)
     return b0 ^ b1
 
 
-def uniform(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32, minval=0.0, maxval=1.0) -> jax.Array:
+def bits(key: jax.Array, shape=(), dtype=None) -> jax.Array:
+    """Random bits [*shape], uint32 by default; equal to ``jax.random.bits(key, shape, dtype)``."""
+    shape = _shape(shape)
+    words = _key_words(key)
+    uint_dtype = jax.dtypes.canonicalize_dtype(jnp.uint if dtype is None else dtype)
+    if words is None or uint_dtype != jnp.uint32 or math.prod(shape) >= 2**32:
+        return jax.random.bits(key, shape, dtype)
+    return _threefry_bits(words, shape)
+
+
+def uniform(key: jax.Array, shape=(), dtype=None, minval=0.0, maxval=1.0) -> jax.Array:
     """Uniform draws in [minval, maxval) [*shape]; equal to ``jax.random.uniform``."""
-    shape = tuple(int(d) for d in shape)
-    if not _fast(key, shape, dtype):
+    shape = _shape(shape)
+    if not _fast(key, shape, dtype) or np.ndim(minval) or np.ndim(maxval):
         return jax.random.uniform(key, shape, dtype, minval, maxval)
     return _uniform_float32(key, shape, jnp.float32(minval), jnp.float32(maxval))
 
@@ -90,18 +102,19 @@ def uniform(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32, minval=0.
 @partial(jax.jit, static_argnums=1)  # jitted as jax.random's is: XLA may fuse the scaling into one FMA
 def _uniform_float32(key, shape, minval, maxval):
     # 23 random mantissa bits under the exponent of 1.0 give a float in [1, 2); minus 1: [0, 1)
-    one_to_two = jax.lax.bitcast_convert_type((bits(key, shape) >> jnp.uint32(9)) | jnp.uint32(0x3F800000),
-                                              jnp.float32)
+    mantissa = _threefry_bits(_key_words(key), shape) >> jnp.uint32(9)
+    one_to_two = jax.lax.bitcast_convert_type(mantissa | jnp.uint32(0x3F800000), jnp.float32)
     return jnp.maximum(minval, (one_to_two - jnp.float32(1.0)) * (maxval - minval) + minval)
 
 
-def bernoulli(key: jax.Array, p, shape: tuple[int, ...] | None = None) -> jax.Array:
+def bernoulli(key: jax.Array, p=np.float32(0.5), shape=None, mode: str = "low") -> jax.Array:
     """Booleans, True with probability p [*shape] (default p's shape); equal to ``jax.random.bernoulli``."""
-    p = jnp.asarray(p)
-    shape = p.shape if shape is None else tuple(int(d) for d in shape)
-    if not jnp.issubdtype(p.dtype, jnp.floating) or not _fast(key, shape, p.dtype):
-        return jax.random.bernoulli(key, p, shape)
-    return _bernoulli_float32(key, p, shape)
+    p_dtype = jnp.result_type(p)
+    fast_shape = np.shape(p) if shape is None else _shape(shape)
+    if (mode != "low" or not jnp.issubdtype(p_dtype, jnp.floating) or not _fast(key, fast_shape, p_dtype)
+            or jnp.broadcast_shapes(fast_shape, np.shape(p)) != fast_shape):
+        return jax.random.bernoulli(key, p, shape, mode)   # it also raises what jax raises
+    return _bernoulli_float32(key, jnp.asarray(p, jnp.float32), fast_shape)
 
 
 @partial(jax.jit, static_argnums=2)
@@ -109,9 +122,9 @@ def _bernoulli_float32(key, p, shape):
     return uniform(key, shape, jnp.float32) < p
 
 
-def normal(key: jax.Array, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
+def normal(key: jax.Array, shape=(), dtype=None) -> jax.Array:
     """Standard normal draws [*shape]; equal to ``jax.random.normal`` (sqrt(2) erfinv(u), u ~ U(-1, 1))."""
-    shape = tuple(int(d) for d in shape)
+    shape = _shape(shape)
     if not _fast(key, shape, dtype):
         return jax.random.normal(key, shape, dtype)
     return _normal_float32(key, shape)
